@@ -1,0 +1,186 @@
+//! Turns the homeserver options into a checked connection: the URL (no token over plain http to
+//! another machine), the token (from a file or the environment, never the command line), and a
+//! first call that proves the token works and is an admin's before any row is sent.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::{Host, Url};
+
+use crate::cli::ServerArgs;
+use crate::homeserver::{Homeserver, HsError, Token};
+use crate::input::ids;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Bad options or configuration: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The server cannot be used for this job (unreachable, token refused, not an admin): exit 3.
+    #[error("{0}")]
+    Abort(String),
+}
+
+/// A homeserver that answered, and who the token belongs to.
+pub struct Connection {
+    pub hs: Arc<Homeserver>,
+    pub server_name: String,
+}
+
+/// Checks the options that need no network: refuses a token on the command line.
+pub fn check(args: &ServerArgs) -> Result<(), ConfigError> {
+    if args.token.is_some() {
+        return Err(ConfigError::Usage(
+            "--token is refused: a token on the command line is visible to every user of this \
+             machine (ps, shell history). Put it in a file and pass --token-file PATH, or set \
+             SYNBATCH_TOKEN"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Connects and checks the token; `need_admin` also checks that its user is a server admin.
+pub async fn connect(
+    args: &ServerArgs,
+    pool: usize,
+    need_admin: bool,
+) -> Result<Connection, ConfigError> {
+    let url = homeserver_url(args)?;
+    let token = token(args)?;
+    let hs = Homeserver::new(url.clone(), &token, Duration::from_secs_f64(args.timeout), pool)
+        .map_err(ConfigError::Usage)?;
+    let me = hs.whoami().await.map_err(|e| refused(&url, e))?;
+    if need_admin {
+        match hs.is_admin(&me).await {
+            Ok(true) => {}
+            Ok(false) | Err(HsError::Status { status: 403, .. }) => {
+                return Err(ConfigError::Abort(format!(
+                    "{me} is not a server admin: this job needs an admin's access token"
+                )));
+            }
+            Err(e) => return Err(refused(&url, e)),
+        }
+    }
+    let server_name = match &args.server_name {
+        Some(name) => name.clone(),
+        None => ids::server_of(&me)
+            .ok_or_else(|| ConfigError::Abort(format!("whoami returned a bad user id `{me}`")))?
+            .to_string(),
+    };
+    Ok(Connection {
+        hs: Arc::new(hs),
+        server_name,
+    })
+}
+
+fn refused(url: &Url, e: HsError) -> ConfigError {
+    ConfigError::Abort(match e {
+        HsError::Status { status: 401, .. } => format!(
+            "the homeserver rejected the token ({e}): check --token-file or SYNBATCH_TOKEN"
+        ),
+        HsError::Connect(_) | HsError::Timeout(_) => {
+            format!("cannot reach the homeserver at {url}: {e}")
+        }
+        HsError::Status { status: 404, .. } => format!(
+            "{url} does not look like a Matrix homeserver ({e}): check --homeserver"
+        ),
+        _ => format!("the homeserver at {url} answered: {e}"),
+    })
+}
+
+pub fn homeserver_url(args: &ServerArgs) -> Result<Url, ConfigError> {
+    let raw = args.homeserver.as_deref().ok_or_else(|| {
+        ConfigError::Usage(
+            "no homeserver: pass --homeserver https://matrix.example.org or set \
+             SYNBATCH_HOMESERVER"
+                .into(),
+        )
+    })?;
+    let url = Url::parse(raw)
+        .map_err(|e| ConfigError::Usage(format!("--homeserver {raw}: not a URL ({e})")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) || args.allow_insecure_http => {}
+        "http" => {
+            return Err(ConfigError::Usage(format!(
+                "--homeserver {raw}: refusing to send the token over plain http to another \
+                 machine; use https://, or --allow-insecure-http if you must"
+            )));
+        }
+        other => {
+            return Err(ConfigError::Usage(format!(
+                "--homeserver {raw}: expected http:// or https://, not {other}://"
+            )));
+        }
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn token(args: &ServerArgs) -> Result<Token, ConfigError> {
+    let token = match &args.token_file {
+        Some(path) => read_token_file(path)?,
+        None => std::env::var("SYNBATCH_TOKEN").map_err(|_| {
+            ConfigError::Usage(
+                "no access token: pass --token-file PATH (a file holding an admin's token) or \
+                 set SYNBATCH_TOKEN"
+                    .into(),
+            )
+        })?,
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(ConfigError::Usage("the access token is empty".into()));
+    }
+    Ok(Token::new(token))
+}
+
+fn read_token_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Usage(format!("--token-file {}: cannot read it: {e}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(url: &str, insecure: bool) -> ServerArgs {
+        ServerArgs {
+            homeserver: Some(url.into()),
+            token_file: None,
+            token: None,
+            server_name: None,
+            allow_insecure_http: insecure,
+            timeout: 5.0,
+        }
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for ok in [
+            "https://matrix.example.org",
+            "http://127.0.0.1:8008",
+            "http://localhost:8008",
+            "http://[::1]:8008",
+        ] {
+            assert!(homeserver_url(&args(ok, false)).is_ok(), "{ok}");
+        }
+        let err = homeserver_url(&args("http://matrix.example.org", false)).unwrap_err();
+        assert!(err.to_string().contains("plain http"), "{err}");
+        assert!(homeserver_url(&args("http://matrix.example.org", true)).is_ok());
+        assert!(homeserver_url(&args("ftp://x", true)).is_err());
+        assert!(homeserver_url(&args("matrix.example.org", true)).is_err());
+    }
+}

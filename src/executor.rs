@@ -1,0 +1,426 @@
+//! Runs work items concurrently under limits: at most N in flight, at most R starts a second,
+//! retries with exponential backoff and jitter, one shared pause when the server says "slow down",
+//! and a clean stop on Ctrl-C or on an error that no retry can fix.
+//!
+//! It knows nothing of Matrix: the work tells it, per attempt, whether the item is done, should be
+//! tried again (and how), or whether the whole run must stop.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// What one attempt at an item came to.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// Final: record `T`.
+    Done(T),
+    /// Worth another try; `last` is recorded if the retries run out.
+    Retry { last: T, kind: Transient },
+    /// No item can succeed now (the credentials were refused): stop the run.
+    Abort(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transient {
+    /// The server asked every client to wait (429): all workers pause for this long.
+    RateLimited(Option<Duration>),
+    /// A passing failure (503, timeout, reset): back off and retry this item.
+    Failed,
+    /// The server could not be reached at all; if it stays so, the run stops.
+    Unreachable,
+}
+
+/// The work: one attempt at one item.
+pub trait Work: Send + Sync + 'static {
+    type Item: Send + 'static;
+    type Output: Send + 'static;
+    fn attempt(&self, item: &Self::Item) -> impl Future<Output = Attempt<Self::Output>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub concurrency: usize,
+    /// Attempts started per second, at most; `None` leaves concurrency as the only bound.
+    pub rate: Option<f64>,
+    /// Extra attempts after the first for a failed or unreachable item.
+    pub retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Limits {
+    /// 429s do not use up `retries` (the server says exactly when to come back), but are bounded
+    /// all the same so that a server that never lets up cannot hold a row forever.
+    fn max_rate_limited(&self) -> u32 {
+        100 + 20 * self.retries
+    }
+}
+
+/// An item that finished, with what it finished as.
+pub struct Finished<I, T> {
+    pub item: I,
+    pub output: T,
+    pub attempts: u32,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// Every item was run.
+    Completed,
+    /// Cancelled from outside (Ctrl-C): in-flight attempts were finished and reported.
+    Interrupted,
+    /// The work said no item can succeed.
+    Aborted(String),
+}
+
+/// Shared state of one run. Finished items go out as `R`, so that the receiver can take other
+/// lines too (the rows that never needed sending).
+struct Shared<W: Work, R> {
+    work: W,
+    limits: Limits,
+    rate: Option<DefaultDirectRateLimiter>,
+    /// Nobody starts an attempt before this instant (set by 429 answers).
+    paused_until: Mutex<Option<Instant>>,
+    /// Cancelled on Ctrl-C (from outside) or on abort (from inside).
+    stop: CancellationToken,
+    abort: Mutex<Option<String>>,
+    done: mpsc::Sender<R>,
+}
+
+/// Runs every item from `items`, sending each finished one to `done`; returns why it stopped.
+/// Items still queued when it stops are left unrun and unreported.
+pub async fn run<W, R>(
+    work: W,
+    limits: Limits,
+    mut items: mpsc::Receiver<W::Item>,
+    done: mpsc::Sender<R>,
+    cancel: CancellationToken,
+) -> Stop
+where
+    W: Work,
+    R: From<Finished<W::Item, W::Output>> + Send + 'static,
+{
+    let concurrency = limits.concurrency.max(1);
+    let shared = Arc::new(Shared {
+        rate: limits.rate.map(rate_limiter),
+        work,
+        limits,
+        paused_until: Mutex::new(None),
+        stop: cancel.child_token(),
+        abort: Mutex::new(None),
+        done,
+    });
+    let slots = Arc::new(Semaphore::new(concurrency));
+    loop {
+        let slot = tokio::select! {
+            biased;
+            _ = shared.stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("semaphore is never closed"),
+        };
+        let item = tokio::select! {
+            biased;
+            _ = shared.stop.cancelled() => break,
+            item = items.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            run_item(&shared, item).await;
+            drop(slot);
+        });
+    }
+    // Stop the producer, then wait for every worker to give its slot back.
+    items.close();
+    let _all = slots
+        .acquire_many(concurrency as u32)
+        .await
+        .expect("semaphore is never closed");
+    if let Some(reason) = shared.abort.lock().unwrap().take() {
+        Stop::Aborted(reason)
+    } else if cancel.is_cancelled() {
+        Stop::Interrupted
+    } else {
+        Stop::Completed
+    }
+}
+
+async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
+    shared: &Shared<W, R>, item: W::Item) {
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    let mut failures = 0u32;
+    let mut rate_limited = 0u32;
+    loop {
+        if !wait_turn(shared).await {
+            return;
+        }
+        attempts += 1;
+        let (last, kind) = match shared.work.attempt(&item).await {
+            Attempt::Done(output) => return finish(shared, item, output, attempts, started).await,
+            Attempt::Abort(reason) => {
+                shared.abort.lock().unwrap().get_or_insert(reason);
+                shared.stop.cancel();
+                return;
+            }
+            Attempt::Retry { last, kind } => (last, kind),
+        };
+        // A stopping run starts nothing new; this item stays unrecorded and runs on resume.
+        if shared.stop.is_cancelled() {
+            return;
+        }
+        let wait = match kind {
+            Transient::RateLimited(after) => {
+                rate_limited += 1;
+                if rate_limited > shared.limits.max_rate_limited() {
+                    return finish(shared, item, last, attempts, started).await;
+                }
+                let wait = after.unwrap_or_else(|| backoff(&shared.limits, rate_limited));
+                pause_all(shared, wait);
+                wait
+            }
+            Transient::Failed | Transient::Unreachable => {
+                failures += 1;
+                if failures > shared.limits.retries {
+                    if kind == Transient::Unreachable {
+                        let reason = "the homeserver stays unreachable".to_string();
+                        shared.abort.lock().unwrap().get_or_insert(reason);
+                        shared.stop.cancel();
+                        return;
+                    }
+                    return finish(shared, item, last, attempts, started).await;
+                }
+                backoff(&shared.limits, failures)
+            }
+        };
+        if !sleep_unless_stopped(shared, wait).await {
+            return;
+        }
+    }
+}
+
+async fn finish<W: Work, R: From<Finished<W::Item, W::Output>>>(
+    shared: &Shared<W, R>,
+    item: W::Item,
+    output: W::Output,
+    attempts: u32,
+    started: Instant,
+) {
+    let finished = Finished {
+        item,
+        output,
+        attempts,
+        elapsed: started.elapsed(),
+    };
+    // The receiver only goes away when the whole program is going down.
+    let _ = shared.done.send(finished.into()).await;
+}
+
+/// Waits out any shared pause and the rate limit. False when the run is stopping.
+async fn wait_turn<W: Work, R>(shared: &Shared<W, R>) -> bool {
+    loop {
+        let until = *shared.paused_until.lock().unwrap();
+        if let Some(until) = until.filter(|u| *u > Instant::now()) {
+            if !sleep_until_unless_stopped(shared, until).await {
+                return false;
+            }
+            continue;
+        }
+        if let Some(rate) = &shared.rate {
+            tokio::select! {
+                _ = shared.stop.cancelled() => return false,
+                _ = rate.until_ready() => {}
+            }
+            // A pause may have begun while this worker waited for the rate limiter.
+            let until = *shared.paused_until.lock().unwrap();
+            if until.is_some_and(|u| u > Instant::now()) {
+                continue;
+            }
+        }
+        return !shared.stop.is_cancelled();
+    }
+}
+
+fn pause_all<W: Work, R>(shared: &Shared<W, R>, wait: Duration) {
+    let until = Instant::now() + wait;
+    let mut paused = shared.paused_until.lock().unwrap();
+    if paused.is_none_or(|p| p < until) {
+        *paused = Some(until);
+    }
+}
+
+async fn sleep_unless_stopped<W: Work, R>(shared: &Shared<W, R>, wait: Duration) -> bool {
+    sleep_until_unless_stopped(shared, Instant::now() + wait).await
+}
+
+async fn sleep_until_unless_stopped<W: Work, R>(shared: &Shared<W, R>, until: Instant) -> bool {
+    tokio::select! {
+        _ = shared.stop.cancelled() => false,
+        _ = tokio::time::sleep_until(until.into()) => true,
+    }
+}
+
+/// Exponential backoff with jitter: base * 2^(n-1), capped, then scaled by a random factor in
+/// [0.5, 1) so that workers that failed together do not retry together.
+pub fn backoff(limits: &Limits, failures: u32) -> Duration {
+    let exp = limits
+        .backoff_base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let capped = exp.min(limits.backoff_max);
+    capped.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// Evenly spaced starts (burst of one): "at most R a second" holds in every one-second window.
+fn rate_limiter(per_second: f64) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs_f64(1.0 / per_second);
+    let quota = Quota::with_period(period)
+        .expect("rate is validated positive and finite")
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn limits(concurrency: usize, retries: u32) -> Limits {
+        Limits {
+            concurrency,
+            rate: None,
+            retries,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+        }
+    }
+
+    /// Item `(n, tries)` fails transiently n times, then succeeds. Item 1000 aborts the run.
+    /// The counters are shared with the test, which reads them after `run` consumed the work.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        in_flight: Arc<AtomicU32>,
+        max_in_flight: Arc<AtomicU32>,
+    }
+
+    impl Work for Flaky {
+        type Item = (u32, Arc<AtomicU32>);
+        type Output = (u32, &'static str);
+        async fn attempt(&self, (fails, tries): &Self::Item) -> Attempt<Self::Output> {
+            if *fails == 1000 {
+                return Attempt::Abort("token rejected".into());
+            }
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if tries.fetch_add(1, Ordering::SeqCst) < *fails {
+                Attempt::Retry {
+                    last: (*fails, "failed"),
+                    kind: Transient::Failed,
+                }
+            } else {
+                Attempt::Done((*fails, "ok"))
+            }
+        }
+    }
+
+    /// Runs items that fail `fails[i]` times; returns the stop, the sorted (item, output,
+    /// attempts) of what finished, and how many items the producer managed to queue.
+    async fn run_items(
+        work: Flaky,
+        fails: &[u32],
+        limits: Limits,
+    ) -> (Stop, Vec<(u32, &'static str, u32)>, usize) {
+        let (item_tx, item_rx) = mpsc::channel(1);
+        let (done_tx, mut done_rx) =
+            mpsc::channel::<Finished<(u32, Arc<AtomicU32>), (u32, &str)>>(fails.len().max(1));
+        let fails = fails.to_vec();
+        let producer = tokio::spawn(async move {
+            let mut sent = 0;
+            for f in fails {
+                if item_tx.send((f, Arc::new(AtomicU32::new(0)))).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let stop = run(work, limits, item_rx, done_tx, CancellationToken::new()).await;
+        let mut out = vec![];
+        while let Ok(f) = done_rx.try_recv() {
+            out.push((f.output.0, f.output.1, f.attempts));
+        }
+        out.sort();
+        (stop, out, producer.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn retries_until_success_and_counts_attempts() {
+        let (stop, out, _) = run_items(Flaky::default(), &[0, 1, 3], limits(2, 5)).await;
+        assert_eq!(stop, Stop::Completed);
+        assert_eq!(out, vec![(0, "ok", 1), (1, "ok", 2), (3, "ok", 4)]);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_retries_with_last_output() {
+        let (stop, out, _) = run_items(Flaky::default(), &[9], limits(1, 2)).await;
+        assert_eq!(stop, Stop::Completed);
+        assert_eq!(out, vec![(9, "failed", 3)]);
+    }
+
+    #[tokio::test]
+    async fn never_more_than_concurrency_in_flight() {
+        let work = Flaky::default();
+        let (_, out, _) = run_items(work.clone(), &[0; 40], limits(3, 0)).await;
+        assert_eq!(out.len(), 40);
+        let max = work.max_in_flight.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&max), "max in flight {max}");
+    }
+
+    #[tokio::test]
+    async fn abort_stops_the_run_and_reports_why() {
+        let mut items = vec![0; 3];
+        items.push(1000);
+        items.extend([0; 500]);
+        let (stop, out, sent) = run_items(Flaky::default(), &items, limits(1, 0)).await;
+        assert_eq!(stop, Stop::Aborted("token rejected".into()));
+        assert_eq!(out.len(), 3, "only the rows before the abort finish");
+        assert!(sent < items.len(), "producer should be stopped, sent {sent}");
+    }
+
+    #[tokio::test]
+    async fn rate_limit_spaces_starts() {
+        let mut l = limits(5, 0);
+        l.rate = Some(50.0);
+        let started = Instant::now();
+        let (_, out, _) = run_items(Flaky::default(), &[0; 5], l).await;
+        assert_eq!(out.len(), 5);
+        // 5 starts at 50/s, evenly spaced: the last cannot start before 4 * 20 ms have passed.
+        assert!(started.elapsed() >= Duration::from_millis(79));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let l = Limits {
+            concurrency: 1,
+            rate: None,
+            retries: 5,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+        };
+        for _ in 0..50 {
+            let first = backoff(&l, 1);
+            assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(100));
+            let fourth = backoff(&l, 4);
+            assert!(fourth >= Duration::from_millis(400) && fourth < Duration::from_millis(800));
+            assert!(backoff(&l, 30) < Duration::from_millis(1000));
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Streaming readers: CSV, a JSON array of objects, or JSON Lines, from a file or stdin. Rows are
+//! handed on one at a time, so memory does not grow with the input.
+
+mod columns;
+mod csv_rows;
+pub mod ids;
+mod json_rows;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub use columns::{Binder, FieldDef, ROOM, USER};
+
+/// Input readers' buffer: large enough to hold a header line for delimiter detection.
+const BUFFER: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+    Jsonl,
+}
+
+/// Where rows come from and how to read them.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    /// `None` for stdin.
+    pub path: Option<PathBuf>,
+    pub format: Option<Format>,
+    pub delimiter: Option<u8>,
+}
+
+impl InputSpec {
+    pub fn name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "<stdin>".to_string(),
+        }
+    }
+}
+
+/// One data row, its cells in the order of the job's fields.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// 1-based number of the data row (header and blank lines not counted).
+    pub number: u64,
+    /// The cells, or why the row could not be read at all (a JSON line that does not parse).
+    pub cells: Result<Vec<Cell>, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Empty,
+    Text(String),
+    /// A value of the wrong kind (a JSON array where text was expected), with why.
+    Bad(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read {name}: {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("{name}: {message}")]
+    Format { name: String, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl InputError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        InputError::Usage(message.into())
+    }
+}
+
+/// An opened input, ready to stream rows.
+pub struct Input {
+    name: String,
+    reader: Reader,
+}
+
+enum Reader {
+    Csv(csv_rows::CsvRows),
+    Json(BufReader<Box<dyn Read + Send>>, Binder),
+    Jsonl(BufReader<Box<dyn Read + Send>>, Binder),
+}
+
+impl Input {
+    /// Opens the input and, for CSV, reads and binds the header, so that a file missing a
+    /// required column is refused before anything is sent. `required` are the fields without
+    /// which no row could run (the caller knows which ones other options supply).
+    pub fn open(spec: &InputSpec, binder: Binder, required: &[&str]) -> Result<Input, InputError> {
+        let name = spec.name();
+        let io = |source| InputError::Io {
+            name: name.clone(),
+            source,
+        };
+        let raw: Box<dyn Read + Send> = match &spec.path {
+            Some(path) => Box::new(File::open(path).map_err(io)?),
+            None => Box::new(std::io::stdin()),
+        };
+        let mut buffered = BufReader::with_capacity(BUFFER, raw);
+        let format = match spec.format.or_else(|| spec.path.as_deref().and_then(by_extension)) {
+            Some(format) => format,
+            None => sniff(buffered.fill_buf().map_err(io)?),
+        };
+        let reader = match format {
+            Format::Csv => Reader::Csv(csv_rows::CsvRows::open(
+                &name,
+                buffered,
+                spec.delimiter.or_else(|| tab_by_extension(spec.path.as_deref())),
+                binder,
+                required,
+            )?),
+            Format::Json => Reader::Json(buffered, binder),
+            Format::Jsonl => Reader::Jsonl(buffered, binder),
+        };
+        Ok(Input { name, reader })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Calls `each` for every row until the input ends or `each` returns false. An error that
+    /// stops the reading (a JSON array broken half-way) comes back after the rows before it.
+    pub fn for_each_row(self, each: impl FnMut(Row) -> bool) -> Result<(), InputError> {
+        match self.reader {
+            Reader::Csv(rows) => rows.for_each_row(&self.name, each),
+            Reader::Json(reader, binder) => json_rows::array(&self.name, reader, &binder, each),
+            Reader::Jsonl(reader, binder) => json_rows::lines(&self.name, reader, &binder, each),
+        }
+    }
+}
+
+fn by_extension(path: &Path) -> Option<Format> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" | "tsv" => Some(Format::Csv),
+        "json" => Some(Format::Json),
+        "jsonl" | "ndjson" => Some(Format::Jsonl),
+        _ => None,
+    }
+}
+
+fn tab_by_extension(path: Option<&Path>) -> Option<u8> {
+    let ext = path?.extension()?.to_str()?;
+    ext.eq_ignore_ascii_case("tsv").then_some(b'\t')
+}
+
+/// For stdin or an unknown extension: `[` starts a JSON array, `{` a JSON line, anything else
+/// is CSV.
+fn sniff(start: &[u8]) -> Format {
+    let start = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
+    match start.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Format::Json,
+        Some(b'{') => Format::Jsonl,
+        _ => Format::Csv,
+    }
+}
+
+/// A cell's text: trimmed, and empty when blank.
+fn cell(text: &str) -> Cell {
+    let text = text.trim();
+    if text.is_empty() {
+        Cell::Empty
+    } else {
+        Cell::Text(text.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const JOIN: &[FieldDef] = &[USER, ROOM];
+
+    fn read(name: &str, content: &[u8], format: Option<Format>) -> Result<Vec<Row>, InputError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        File::create(&path).unwrap().write_all(content).unwrap();
+        let spec = InputSpec {
+            path: Some(path),
+            format,
+            delimiter: None,
+        };
+        let input = Input::open(&spec, Binder::new(JOIN, &[]).unwrap(), &["user"])?;
+        let mut rows = vec![];
+        input.for_each_row(|r| {
+            rows.push(r);
+            true
+        })?;
+        Ok(rows)
+    }
+
+    fn texts(row: &Row) -> Vec<Cell> {
+        row.cells.clone().unwrap()
+    }
+
+    fn t(s: &str) -> Cell {
+        Cell::Text(s.into())
+    }
+
+    #[test]
+    fn csv_with_bom_crlf_semicolons_quotes_and_blank_lines() {
+        let rows = read(
+            "a.csv",
+            b"\xef\xbb\xbfUser ID;Room\r\n@a:x;\"#r;1:x\"\r\n\r\n ; \r\n@b:x;!abc\r\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2, "blank line and all-blank row are skipped");
+        assert_eq!(rows[0].number, 1);
+        assert_eq!(texts(&rows[0]), vec![t("@a:x"), t("#r;1:x")]);
+        assert_eq!(rows[1].number, 2);
+        assert_eq!(texts(&rows[1]), vec![t("@b:x"), t("!abc")]);
+    }
+
+    #[test]
+    fn csv_tabs_and_short_rows() {
+        let rows = read("a.csv", b"room\tmxid\n#r:x\t@a:x\n#s:x\n", None).unwrap();
+        assert_eq!(texts(&rows[0]), vec![t("@a:x"), t("#r:x")]);
+        assert_eq!(texts(&rows[1]), vec![Cell::Empty, t("#s:x")]);
+    }
+
+    #[test]
+    fn csv_missing_required_column_is_refused_up_front() {
+        let err = read("a.csv", b"name,room\nalice,#r:x\n", None).err().unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("no column for `user`"), "{msg}");
+        assert!(msg.contains("name, room"), "{msg}");
+    }
+
+    #[test]
+    fn json_array_streams_objects_and_flags_bad_values() {
+        let rows = read(
+            "a.json",
+            br##"[{"user_id": "@a:x", "room": "#r:x"}, {"user": ["x"], "room": null}, 5]"##,
+            None,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(texts(&rows[0]), vec![t("@a:x"), t("#r:x")]);
+        let second = texts(&rows[1]);
+        assert!(matches!(&second[0], Cell::Bad(m) if m.contains("array")));
+        assert_eq!(second[1], Cell::Empty);
+        assert!(rows[2].cells.as_ref().unwrap_err().contains("not a JSON object"));
+    }
+
+    #[test]
+    fn json_broken_half_way_reports_the_position_after_earlier_rows() {
+        let mut n = 0;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, "[{\"user\":\"@a:x\"},\n{\"user\": }]").unwrap();
+        let spec = InputSpec {
+            path: Some(path),
+            format: None,
+            delimiter: None,
+        };
+        let input = Input::open(&spec, Binder::new(JOIN, &[]).unwrap(), &[]).unwrap();
+        let err = input
+            .for_each_row(|_| {
+                n += 1;
+                true
+            })
+            .unwrap_err();
+        assert_eq!(n, 1);
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn jsonl_bad_line_is_one_bad_row() {
+        let rows = read(
+            "a.ndjson",
+            b"{\"user\":\"@a:x\",\"room\":\"#r:x\"}\n\nnot json\n{\"mxid\":\"@b:x\"}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows[1].cells.is_err());
+        assert_eq!(rows[2].number, 3);
+        assert_eq!(texts(&rows[2]), vec![t("@b:x"), Cell::Empty]);
+    }
+
+    #[test]
+    fn sniffs_format_without_extension() {
+        assert_eq!(sniff(b"  [{}]"), Format::Json);
+        assert_eq!(sniff(b"\xef\xbb\xbf{\"a\":1}"), Format::Jsonl);
+        assert_eq!(sniff(b"user,room"), Format::Csv);
+        let rows = read("a.txt", b"{\"user\":\"@a:x\"}\n", None).unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn unreadable_file_names_the_file() {
+        let spec = InputSpec {
+            path: Some("/nonexistent/hires.csv".into()),
+            format: None,
+            delimiter: None,
+        };
+        let err = Input::open(&spec, Binder::new(JOIN, &[]).unwrap(), &[]).err().unwrap();
+        assert!(err.to_string().contains("/nonexistent/hires.csv"), "{err}");
+    }
+}

@@ -1,0 +1,393 @@
+//! Wires one run together: input -> operation -> executor -> homeserver -> results.
+//!
+//! Three lanes, so that no stage waits on another's kind of work: a reader thread parses rows
+//! and plans tasks (dropping those an earlier run finished), the async executor sends them, and
+//! a writer thread appends each finished row to the results file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::{self, Attempt, Finished, Limits, Stop, Work};
+use crate::homeserver::Homeserver;
+use crate::input::{Binder, Input, InputError, InputSpec};
+use crate::ops::{Context, Op, Outcome, Planned};
+use crate::report::{self, Report, Tally, Verbosity};
+use crate::results::{Latest, ResultLine, ResultsError, ResultsWriter, Status};
+
+/// Which rows of the input run, given an earlier results file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every row.
+    All,
+    /// Rows whose key is not yet `ok` or `unchanged`.
+    Resume,
+    /// Only rows whose latest status is `failed`.
+    RetryFailed,
+}
+
+impl Mode {
+    fn skips(self, latest: &Latest, key: &str) -> bool {
+        match self {
+            Mode::All => false,
+            Mode::Resume => latest.get(key).is_some_and(Status::is_done),
+            Mode::RetryFailed => latest.get(key) != Some(Status::Failed),
+        }
+    }
+}
+
+pub struct Settings {
+    pub results: PathBuf,
+    pub mode: Mode,
+    pub limits: Limits,
+    pub verbosity: Verbosity,
+    /// Draw a progress bar (stderr is a terminal).
+    pub progress: bool,
+}
+
+/// How a run ended.
+pub struct Summary {
+    pub tally: Tally,
+    pub skipped: u64,
+    pub stop: Stop,
+    /// The input could not be read to its end; the rows before the fault ran.
+    pub input_error: Option<InputError>,
+    /// The results file could not be written; the run was stopped.
+    pub results_error: Option<ResultsError>,
+    pub elapsed: std::time::Duration,
+}
+
+/// A task on its way through the executor, with what the results file needs to know of it.
+pub struct Item<T> {
+    row: u64,
+    key: String,
+    fields: Vec<String>,
+    task: T,
+}
+
+struct OpWork<O> {
+    op: Arc<O>,
+    hs: Arc<Homeserver>,
+}
+
+impl<O: Op> Work for OpWork<O> {
+    type Item = Item<O::Task>;
+    type Output = Outcome;
+
+    fn attempt(&self, item: &Item<O::Task>) -> impl Future<Output = Attempt<Outcome>> + Send {
+        self.op.attempt(&self.hs, &item.task)
+    }
+}
+
+impl<T> From<Finished<Item<T>, Outcome>> for ResultLine {
+    fn from(done: Finished<Item<T>, Outcome>) -> Self {
+        line(
+            done.item.row,
+            done.item.key,
+            done.item.fields,
+            done.output,
+            done.attempts,
+            done.elapsed,
+        )
+    }
+}
+
+fn line(
+    row: u64,
+    key: String,
+    fields: Vec<String>,
+    outcome: Outcome,
+    attempts: u32,
+    duration: std::time::Duration,
+) -> ResultLine {
+    ResultLine {
+        row,
+        key,
+        status: outcome.status,
+        http_status: outcome.http_status,
+        errcode: outcome.errcode,
+        message: outcome.message,
+        attempts,
+        duration,
+        fields,
+    }
+}
+
+pub async fn run<O: Op>(
+    op: Arc<O>,
+    hs: Arc<Homeserver>,
+    ctx: Context,
+    input: Input,
+    count_from: Option<(InputSpec, Binder)>,
+    settings: Settings,
+) -> Result<Summary, ResultsError> {
+    let started = Instant::now();
+    let results = settings.results.clone();
+    let latest = match settings.mode {
+        Mode::All => Latest::default(),
+        _ => tokio::task::spawn_blocking(move || Latest::load(&results))
+            .await
+            .expect("results reader does not panic")?,
+    };
+    let writer = ResultsWriter::open(&settings.results, op.result_fields())?;
+    let report = Report::new(settings.progress, settings.verbosity);
+    if let Some((spec, binder)) = count_from.filter(|_| settings.progress) {
+        count_rows_in_background(spec, binder, op.tasks_per_row(), report.bar());
+    }
+
+    let cancel = CancellationToken::new();
+    stop_on_signals(cancel.clone());
+    let concurrency = settings.limits.concurrency.max(1);
+    let (task_tx, task_rx) = mpsc::channel(concurrency * 2);
+    let (line_tx, line_rx) = mpsc::channel::<ResultLine>(4096);
+
+    let bar = report.bar();
+    let writer = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || write_results(line_rx, writer, report, cancel))
+    };
+    let reader = {
+        let (op, line_tx, cancel) = (op.clone(), line_tx.clone(), cancel.clone());
+        let lanes = Lanes {
+            tasks: task_tx,
+            lines: line_tx,
+            cancel,
+            bar,
+        };
+        std::thread::spawn(move || {
+            read_and_plan(&*op, &ctx, input, settings.mode, &latest, lanes)
+        })
+    };
+    let work = OpWork { op, hs };
+    let stop = executor::run(work, settings.limits, task_rx, line_tx, cancel.clone()).await;
+    let (skipped, input_result) = tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .expect("join of the reader thread")
+        .expect("reader thread does not panic");
+    let (tally, results_error) = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .expect("join of the writer thread")
+        .expect("writer thread does not panic");
+    Ok(Summary {
+        tally,
+        skipped,
+        stop,
+        input_error: input_result.err(),
+        results_error,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Where the reader sends what it planned.
+struct Lanes<T> {
+    tasks: mpsc::Sender<Item<T>>,
+    lines: mpsc::Sender<ResultLine>,
+    cancel: CancellationToken,
+    bar: indicatif::ProgressBar,
+}
+
+/// The reader thread: rows in, tasks out. Invalid rows go straight to the results; rows an
+/// earlier run finished are counted and dropped. Returns how many were skipped.
+fn read_and_plan<O: Op>(
+    op: &O,
+    ctx: &Context,
+    input: Input,
+    mode: Mode,
+    latest: &Latest,
+    lanes: Lanes<O::Task>,
+) -> (u64, Result<(), InputError>) {
+    let mut skipped = 0u64;
+    let mut planned = Vec::new();
+    let result = input.for_each_row(|row| {
+        if lanes.cancel.is_cancelled() {
+            return false;
+        }
+        op.plan(ctx, &row, &mut planned);
+        for Planned {
+            row,
+            key,
+            fields,
+            task,
+        } in planned.drain(..)
+        {
+            if mode.skips(latest, &key) && (task.is_ok() || mode == Mode::RetryFailed) {
+                skipped += 1;
+                lanes.bar.inc(1);
+                continue;
+            }
+            let sent = match task {
+                Ok(task) => lanes
+                    .tasks
+                    .blocking_send(Item {
+                        row,
+                        key,
+                        fields,
+                        task,
+                    })
+                    .is_ok(),
+                Err(why) => {
+                    let outcome = Outcome::invalid(why);
+                    let invalid = line(row, key, fields, outcome, 0, Default::default());
+                    lanes.lines.blocking_send(invalid).is_ok()
+                }
+            };
+            if !sent {
+                return false;
+            }
+        }
+        true
+    });
+    (skipped, result)
+}
+
+/// The writer thread: appends each finished row, hands each batch to the OS as soon as the
+/// channel is momentarily empty, and syncs at the end. If the file cannot be written, the run
+/// is stopped (rows not recorded will run again on resume).
+fn write_results(
+    mut lines: mpsc::Receiver<ResultLine>,
+    mut writer: ResultsWriter,
+    mut report: Report,
+    cancel: CancellationToken,
+) -> (Tally, Option<ResultsError>) {
+    let mut error = None;
+    while let Some(first) = lines.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(line) = next {
+            if error.is_none() {
+                match writer.write(&line) {
+                    Ok(()) => report.record(&line),
+                    Err(e) => {
+                        error = Some(e);
+                        cancel.cancel();
+                    }
+                }
+            }
+            next = lines.try_recv().ok();
+        }
+        if error.is_none()
+            && let Err(e) = writer.flush()
+        {
+            error = Some(e);
+            cancel.cancel();
+        }
+    }
+    if error.is_none()
+        && let Err(e) = writer.sync()
+    {
+        error = Some(e);
+    }
+    (report.finish(), error)
+}
+
+/// Counts the input's rows on a thread of its own, so the bar can show a total and an ETA
+/// without delaying the first request.
+fn count_rows_in_background(
+    spec: InputSpec,
+    binder: Binder,
+    per_row: usize,
+    bar: indicatif::ProgressBar,
+) {
+    std::thread::spawn(move || {
+        let Ok(input) = Input::open(&spec, binder, &[]) else {
+            return;
+        };
+        let mut rows = 0u64;
+        if input
+            .for_each_row(|_| {
+                rows += 1;
+                true
+            })
+            .is_ok()
+        {
+            report::set_total(&bar, rows * per_row as u64);
+        }
+    });
+}
+
+/// Ctrl-C (or SIGTERM): start nothing new, let the rows in flight finish and be recorded. A
+/// second Ctrl-C quits at once; every line recorded so far is already in the file.
+fn stop_on_signals(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        interrupt().await;
+        eprintln!("\ninterrupted: finishing the rows in flight (Ctrl-C again to quit now)");
+        cancel.cancel();
+        interrupt().await;
+        std::process::exit(130);
+    });
+}
+
+#[cfg(unix)]
+async fn interrupt() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn interrupt() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `--dry-run`: plans every row and prints what would be sent; sends and writes nothing.
+pub fn dry_run<O: Op>(
+    op: &O,
+    ctx: &Context,
+    input: Input,
+    mode: Mode,
+    latest: &Latest,
+    mut out: impl std::io::Write,
+) -> Result<DryRun, InputError> {
+    const SHOWN: u64 = 20;
+    let mut counts = DryRun::default();
+    let mut planned = Vec::new();
+    let mut lines = Vec::new();
+    input.for_each_row(|row| {
+        counts.rows += 1;
+        op.plan(ctx, &row, &mut planned);
+        for p in planned.drain(..) {
+            if mode.skips(latest, &p.key) && (p.task.is_ok() || mode == Mode::RetryFailed) {
+                counts.skipped += 1;
+                continue;
+            }
+            match &p.task {
+                Ok(task) => {
+                    counts.tasks += 1;
+                    if counts.tasks <= SHOWN {
+                        lines.push(format!("row {}: {}", p.row, op.describe(task)));
+                    }
+                }
+                Err(why) => {
+                    counts.invalid += 1;
+                    if counts.invalid <= SHOWN * 5 {
+                        lines.push(format!("row {}: invalid: {why}", p.row));
+                    }
+                }
+            }
+        }
+        true
+    })?;
+    for line in &lines {
+        let _ = writeln!(out, "{line}");
+    }
+    if counts.tasks > SHOWN {
+        let _ = writeln!(out, "... and {} more requests", counts.tasks - SHOWN);
+    }
+    if counts.invalid > SHOWN * 5 {
+        let _ = writeln!(out, "... and {} more invalid rows", counts.invalid - SHOWN * 5);
+    }
+    Ok(counts)
+}
+
+#[derive(Debug, Default)]
+pub struct DryRun {
+    pub rows: u64,
+    pub tasks: u64,
+    pub invalid: u64,
+    pub skipped: u64,
+}

@@ -1,0 +1,221 @@
+//! Shared by the integration tests: the real Synapse (started by tests/synapse/harness.py, once
+//! for all tests and test binaries), fresh users and rooms per test, and running the synbatch
+//! binary the way a user does.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// A running Synapse and an admin's token on it.
+#[derive(Debug, Clone)]
+pub struct Synapse {
+    pub url: String,
+    pub server_name: String,
+    pub admin_user: String,
+    pub admin_token: String,
+}
+
+/// The shared server of a profile (`relaxed`: no rate limits; `default`: Synapse's own limits).
+/// A test that cannot get its server fails here; it never skips.
+pub fn synapse(profile: &'static str) -> Synapse {
+    static RELAXED: OnceLock<Synapse> = OnceLock::new();
+    static DEFAULT: OnceLock<Synapse> = OnceLock::new();
+    let cell = match profile {
+        "relaxed" => &RELAXED,
+        "default" => &DEFAULT,
+        other => panic!("unknown Synapse profile {other}"),
+    };
+    cell.get_or_init(|| start(profile)).clone()
+}
+
+fn start(profile: &str) -> Synapse {
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/synapse/harness.py");
+    let output = Command::new("python3")
+        .arg(&harness)
+        .args(["ensure", "--profile", profile])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 must be installed to run the real-Synapse tests");
+    assert!(
+        output.status.success(),
+        "could not start the test Synapse ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let state: Value = serde_json::from_slice(&output.stdout).expect("harness prints JSON");
+    let s = |k: &str| state[k].as_str().expect(k).to_string();
+    Synapse {
+        url: s("url"),
+        server_name: s("server_name"),
+        admin_user: s("admin_user"),
+        admin_token: s("admin_token"),
+    }
+}
+
+/// A name no other test (nor an earlier run against the same server) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!(
+        "{prefix}-{}-{:x}-{}",
+        std::process::id(),
+        nanos % 0xffff_ffff,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+impl Synapse {
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("test Synapse answers");
+        let status = response.status().as_u16();
+        let value = response.json().await.unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    /// Creates users with the given localpart prefix; returns their ids.
+    pub async fn users(&self, prefix: &str, n: usize) -> Vec<String> {
+        let base = unique(prefix);
+        let ids: Vec<String> = (0..n)
+            .map(|i| format!("@{base}-{i}:{}", self.server_name))
+            .collect();
+        // Sixteen at a time: SQLite Synapse prefers that to one burst.
+        for chunk in ids.chunks(16) {
+            let mut set = tokio::task::JoinSet::new();
+            for id in chunk {
+                let (server, id) = (self.clone(), id.clone());
+                set.spawn(async move { server.create_user(&id, json!({"password": "pw-Test-1"})).await });
+            }
+            while let Some(done) = set.join_next().await {
+                done.unwrap();
+            }
+        }
+        ids
+    }
+
+    pub async fn create_user(&self, id: &str, body: Value) {
+        let path = format!("/_synapse/admin/v2/users/{}", enc(id));
+        let (status, answer) = self.call("PUT", &path, Some(body)).await;
+        assert!(status == 201 || status == 200, "create {id}: {status} {answer}");
+    }
+
+    /// Creates a room as the admin; returns (room_id, alias).
+    pub async fn room(&self, prefix: &str, public: bool) -> (String, String) {
+        let name = unique(prefix);
+        let preset = if public { "public_chat" } else { "private_chat" };
+        let (status, body) = self
+            .call(
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                Some(json!({"preset": preset, "room_alias_name": name})),
+            )
+            .await;
+        assert_eq!(status, 200, "createRoom: {body}");
+        let room_id = body["room_id"].as_str().unwrap().to_string();
+        (room_id, format!("#{name}:{}", self.server_name))
+    }
+
+    pub async fn members(&self, room_id: &str) -> Vec<String> {
+        let path = format!("/_synapse/admin/v1/rooms/{}/members", enc(room_id));
+        let (status, body) = self.call("GET", &path, None).await;
+        assert_eq!(status, 200, "members: {body}");
+        let mut members: Vec<String> = body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect();
+        members.sort();
+        members
+    }
+
+    /// A token for a user who is not an admin.
+    pub async fn user_token(&self, user_id: &str) -> String {
+        let path = format!("/_synapse/admin/v1/users/{}/login", enc(user_id));
+        let (status, body) = self.call("POST", &path, Some(json!({}))).await;
+        assert_eq!(status, 200, "login as {user_id}: {body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+/// Percent-encodes one path segment.
+pub fn enc(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// What a synbatch run left behind.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn synbatch() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synbatch"));
+    cmd.env_remove("SYNBATCH_TOKEN")
+        .env_remove("SYNBATCH_HOMESERVER")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs synbatch against `server` with its admin token (from the environment).
+pub fn run_against(server: &Synapse, dir: &Path, args: &[&str]) -> Run {
+    let output = synbatch()
+        .current_dir(dir)
+        .env("SYNBATCH_TOKEN", &server.admin_token)
+        .arg(args[0])
+        .args(["--homeserver", &server.url])
+        .args(&args[1..])
+        .output()
+        .expect("run synbatch");
+    finish(output, Some(&server.admin_token))
+}
+
+/// Checks the universal promise: the token never appears in any output.
+pub fn finish(output: Output, token: Option<&str>) -> Run {
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    if let Some(token) = token {
+        assert!(!run.stdout.contains(token), "token in stdout");
+        assert!(!run.stderr.contains(token), "token in stderr");
+    }
+    run
+}
+
+/// The results file as rows of column -> value.
+pub fn results(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers.iter().map(String::from).zip(r.iter().map(String::from)).collect()
+        })
+        .collect()
+}
+
+/// Writes an input file in `dir`.
+pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
