@@ -158,7 +158,9 @@ fn parse_delimiter(s: &str) -> Result<u8, String> {
     match s {
         "\\t" | "tab" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
-        _ => Err(format!("`{s}` is not a single character (use `tab` for a tab)")),
+        _ => Err(format!(
+            "`{s}` is not a single character (use `tab` for a tab)"
+        )),
     }
 }
 

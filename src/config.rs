@@ -50,8 +50,13 @@ pub async fn connect(
 ) -> Result<Connection, ConfigError> {
     let url = homeserver_url(args)?;
     let token = token(args)?;
-    let hs = Homeserver::new(url.clone(), &token, Duration::from_secs_f64(args.timeout), pool)
-        .map_err(ConfigError::Usage)?;
+    let hs = Homeserver::new(
+        url.clone(),
+        &token,
+        Duration::from_secs_f64(args.timeout),
+        pool,
+    )
+    .map_err(ConfigError::Usage)?;
     let me = hs.whoami().await.map_err(|e| refused(&url, e))?;
     if need_admin {
         match hs.is_admin(&me).await {
@@ -78,15 +83,15 @@ pub async fn connect(
 
 fn refused(url: &Url, e: HsError) -> ConfigError {
     ConfigError::Abort(match e {
-        HsError::Status { status: 401, .. } => format!(
-            "the homeserver rejected the token ({e}): check --token-file or SYNBATCH_TOKEN"
-        ),
+        HsError::Status { status: 401, .. } => {
+            format!("the homeserver rejected the token ({e}): check --token-file or SYNBATCH_TOKEN")
+        }
         HsError::Connect(_) | HsError::Timeout(_) => {
             format!("cannot reach the homeserver at {url}: {e}")
         }
-        HsError::Status { status: 404, .. } => format!(
-            "{url} does not look like a Matrix homeserver ({e}): check --homeserver"
-        ),
+        HsError::Status { status: 404, .. } => {
+            format!("{url} does not look like a Matrix homeserver ({e}): check --homeserver")
+        }
         _ => format!("the homeserver at {url} answered: {e}"),
     })
 }
@@ -148,7 +153,10 @@ fn token(args: &ServerArgs) -> Result<Token, ConfigError> {
 
 fn read_token_file(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::Usage(format!("--token-file {}: cannot read it: {e}", path.display()))
+        ConfigError::Usage(format!(
+            "--token-file {}: cannot read it: {e}",
+            path.display()
+        ))
     })
 }
 

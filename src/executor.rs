@@ -153,7 +153,9 @@ where
 }
 
 async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
-    shared: &Shared<W, R>, item: W::Item) {
+    shared: &Shared<W, R>,
+    item: W::Item,
+) {
     let started = Instant::now();
     let mut attempts = 0u32;
     let mut failures = 0u32;
@@ -345,7 +347,11 @@ mod tests {
         let producer = tokio::spawn(async move {
             let mut sent = 0;
             for f in fails {
-                if item_tx.send((f, Arc::new(AtomicU32::new(0)))).await.is_err() {
+                if item_tx
+                    .send((f, Arc::new(AtomicU32::new(0))))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 sent += 1;
@@ -392,7 +398,10 @@ mod tests {
         let (stop, out, sent) = run_items(Flaky::default(), &items, limits(1, 0)).await;
         assert_eq!(stop, Stop::Aborted("token rejected".into()));
         assert_eq!(out.len(), 3, "only the rows before the abort finish");
-        assert!(sent < items.len(), "producer should be stopped, sent {sent}");
+        assert!(
+            sent < items.len(),
+            "producer should be stopped, sent {sent}"
+        );
     }
 
     #[tokio::test]

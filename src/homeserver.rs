@@ -230,7 +230,9 @@ impl Homeserver {
         let found: Found = self
             .call_as(
                 Method::GET,
-                &["_synapse", "admin", "v1", "threepid", "email", "users", address],
+                &[
+                    "_synapse", "admin", "v1", "threepid", "email", "users", address,
+                ],
                 None,
             )
             .await?;

@@ -252,7 +252,10 @@ fn dry_run<O: Op>(
 fn default_results_path(input: Option<&Path>, job: &str) -> PathBuf {
     match input {
         Some(path) => {
-            let stem = path.file_stem().unwrap_or(path.as_os_str()).to_string_lossy();
+            let stem = path
+                .file_stem()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy();
             path.with_file_name(format!("{stem}.results.csv"))
         }
         None => PathBuf::from(format!("{job}.results.csv")),

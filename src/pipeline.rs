@@ -157,9 +157,7 @@ pub async fn run<O: Op>(
             cancel,
             bar,
         };
-        std::thread::spawn(move || {
-            read_and_plan(&*op, &ctx, input, settings.mode, &latest, lanes)
-        })
+        std::thread::spawn(move || read_and_plan(&*op, &ctx, input, settings.mode, &latest, lanes))
     };
     let work = OpWork { op, hs };
     let stop = executor::run(work, settings.limits, task_rx, line_tx, cancel.clone()).await;
@@ -379,7 +377,11 @@ pub fn dry_run<O: Op>(
         let _ = writeln!(out, "... and {} more requests", counts.tasks - SHOWN);
     }
     if counts.invalid > SHOWN * 5 {
-        let _ = writeln!(out, "... and {} more invalid rows", counts.invalid - SHOWN * 5);
+        let _ = writeln!(
+            out,
+            "... and {} more invalid rows",
+            counts.invalid - SHOWN * 5
+        );
     }
     Ok(counts)
 }

@@ -67,9 +67,17 @@ impl Report {
 
     pub fn record(&mut self, line: &ResultLine) {
         self.bar.inc(1);
-        *self.tally.by_status.entry(line.status.as_str()).or_default() += 1;
+        *self
+            .tally
+            .by_status
+            .entry(line.status.as_str())
+            .or_default() += 1;
         if !line.errcode.is_empty() {
-            *self.tally.by_errcode.entry(line.errcode.clone()).or_default() += 1;
+            *self
+                .tally
+                .by_errcode
+                .entry(line.errcode.clone())
+                .or_default() += 1;
         }
         let bad = matches!(line.status, Status::Failed | Status::Invalid);
         let show = match self.verbosity {
@@ -154,4 +162,3 @@ pub fn summary_line(job: &str, tally: &Tally, skipped: u64, elapsed: Duration) -
     }
     line
 }
-

@@ -148,10 +148,11 @@ impl ResultsWriter {
             .has_headers(false)
             .from_writer(BufWriter::with_capacity(64 * 1024, file));
         if len == 0 {
-            csv.write_record(&expected).map_err(|source| ResultsError::Csv {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            csv.write_record(&expected)
+                .map_err(|source| ResultsError::Csv {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         }
         Ok(ResultsWriter {
             path: path.to_path_buf(),
@@ -179,7 +180,9 @@ impl ResultsWriter {
             &finished,
             &millis,
         ];
-        let record = fixed.into_iter().chain(line.fields.iter().map(String::as_str));
+        let record = fixed
+            .into_iter()
+            .chain(line.fields.iter().map(String::as_str));
         self.csv
             .write_record(record)
             .map_err(|source| ResultsError::Csv {
@@ -421,6 +424,10 @@ mod tests {
     #[test]
     fn missing_file_is_empty_history() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Latest::load(&dir.path().join("none.csv")).unwrap().is_empty());
+        assert!(
+            Latest::load(&dir.path().join("none.csv"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

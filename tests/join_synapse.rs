@@ -50,8 +50,14 @@ async fn joins_public_and_private_rooms_by_alias_and_id_then_reruns_unchanged() 
         assert_eq!(line["attempts"], "1");
         assert!(line["finished_at"].ends_with('Z'));
     }
-    assert_eq!(by_key(&lines, &format!("join {} {pub_alias}", users[0]))["row"], "1");
-    assert_eq!(by_key(&lines, &format!("join {} {priv_id}", users[3]))["row"], "4");
+    assert_eq!(
+        by_key(&lines, &format!("join {} {pub_alias}", users[0]))["row"],
+        "1"
+    );
+    assert_eq!(
+        by_key(&lines, &format!("join {} {priv_id}", users[3]))["row"],
+        "4"
+    );
     let pub_members = hs.members(&pub_id).await;
     let priv_members = hs.members(&priv_id).await;
     for (i, user) in users.iter().enumerate() {
@@ -64,7 +70,10 @@ async fn joins_public_and_private_rooms_by_alias_and_id_then_reruns_unchanged() 
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lines = results(&dir.path().join("hires.results.csv"));
     assert_eq!(lines.len(), 8);
-    assert!(lines[4..].iter().all(|l| l["status"] == "unchanged"), "{lines:?}");
+    assert!(
+        lines[4..].iter().all(|l| l["status"] == "unchanged"),
+        "{lines:?}"
+    );
     assert_eq!(hs.members(&pub_id).await, pub_members);
     assert_eq!(hs.members(&priv_id).await, priv_members);
 
@@ -106,7 +115,11 @@ async fn bad_rows_get_the_right_status_and_the_good_ones_still_run() {
     assert_eq!(row("1")["errcode"], "M_NOT_FOUND");
     assert_eq!(row("2")["status"], "failed");
     assert_eq!(row("2")["errcode"], "M_NOT_FOUND");
-    assert!(row("2")["message"].contains(&missing_alias), "{:?}", row("2"));
+    assert!(
+        row("2")["message"].contains(&missing_alias),
+        "{:?}",
+        row("2")
+    );
     assert_eq!(row("3")["status"], "invalid");
     assert!(row("3")["message"].contains("only takes local users"));
     assert_eq!(row("4")["status"], "invalid");
@@ -128,7 +141,11 @@ async fn room_option_joins_every_user_to_every_room() {
     let (a_id, a_alias) = hs.room("cross-a", true).await;
     let (b_id, _) = hs.room("cross-b", false).await;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "staff.csv", &format!("username\n{}\n", users.join("\n")));
+    write(
+        dir.path(),
+        "staff.csv",
+        &format!("username\n{}\n", users.join("\n")),
+    );
     let run = run_against(
         &hs,
         dir.path(),
@@ -151,13 +168,26 @@ async fn interrupted_run_resumes_without_sending_a_done_row_twice() {
     let users = hs.users("intr", 120).await;
     let (room_id, alias) = hs.room("intr", true).await;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "many.csv", &format!("user\n{}\n", users.join("\n")));
+    write(
+        dir.path(),
+        "many.csv",
+        &format!("user\n{}\n", users.join("\n")),
+    );
     let results_path = dir.path().join("many.results.csv");
 
     let child = common::synbatch()
         .current_dir(dir.path())
         .env("SYNBATCH_TOKEN", &hs.admin_token)
-        .args(["join", "many.csv", "--homeserver", &hs.url, "--room", &alias, "-j", "2"])
+        .args([
+            "join",
+            "many.csv",
+            "--homeserver",
+            &hs.url,
+            "--room",
+            &alias,
+            "-j",
+            "2",
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -168,16 +198,30 @@ async fn interrupted_run_resumes_without_sending_a_done_row_twice() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let output = child.wait_with_output().unwrap();
     let first = common::finish(output, Some(&hs.admin_token));
     assert_eq!(first.code, 130, "{}", first.stderr);
     assert!(first.stderr.contains("--resume"), "{}", first.stderr);
     let recorded = results(&results_path);
-    assert!(recorded.len() >= 10 && recorded.len() < 120, "{} lines", recorded.len());
+    assert!(
+        recorded.len() >= 10 && recorded.len() < 120,
+        "{} lines",
+        recorded.len()
+    );
     assert!(recorded.iter().all(|l| l["status"] == "ok"));
 
-    let run = run_against(&hs, dir.path(), &["join", "many.csv", "--room", &alias, "--resume"]);
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &["join", "many.csv", "--room", &alias, "--resume"],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let all = results(&results_path);
     assert_eq!(all.len(), 120, "each row recorded once");
@@ -185,8 +229,15 @@ async fn interrupted_run_resumes_without_sending_a_done_row_twice() {
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 120, "no key sent twice");
-    assert!(all.iter().all(|l| l["status"] == "ok"), "all joined by this run");
-    assert!(run.stderr.contains(&format!("{} skipped", recorded.len())), "{}", run.stderr);
+    assert!(
+        all.iter().all(|l| l["status"] == "ok"),
+        "all joined by this run"
+    );
+    assert!(
+        run.stderr.contains(&format!("{} skipped", recorded.len())),
+        "{}",
+        run.stderr
+    );
     let members = hs.members(&room_id).await;
     assert!(users.iter().all(|u| members.contains(u)));
 }
@@ -212,14 +263,24 @@ async fn retry_failed_reruns_only_the_failed_rows() {
     assert_eq!(
         statuses(&results(&path)),
         statuses(&[
-            HashMap::from([("key".into(), format!("join {} {alias}", users[0])), ("status".into(), "ok".into())]),
-            HashMap::from([("key".into(), format!("join {late} {alias}")), ("status".into(), "failed".into())]),
-            HashMap::from([("key".into(), format!("join {} {alias}", users[1])), ("status".into(), "ok".into())]),
+            HashMap::from([
+                ("key".into(), format!("join {} {alias}", users[0])),
+                ("status".into(), "ok".into())
+            ]),
+            HashMap::from([
+                ("key".into(), format!("join {late} {alias}")),
+                ("status".into(), "failed".into())
+            ]),
+            HashMap::from([
+                ("key".into(), format!("join {} {alias}", users[1])),
+                ("status".into(), "ok".into())
+            ]),
         ])
     );
 
     // The account appears; only its row runs again.
-    hs.create_user(&late, json!({"password": "pw-Test-1"})).await;
+    hs.create_user(&late, json!({"password": "pw-Test-1"}))
+        .await;
     let run = run_against(&hs, dir.path(), &["join", "rows.jsonl", "--retry-failed"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lines = results(&path);
@@ -242,15 +303,37 @@ async fn dry_run_sends_nothing_and_writes_nothing() {
     let (room_id, alias) = hs.room("dry", true).await;
     let before = hs.members(&room_id).await;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rows.json", &format!(
-        r#"[{{"user": "{}", "room": "{alias}"}}, {{"user": "{}", "room": "{alias}"}}, {{"user": "x y", "room": "{alias}"}}]"#,
-        users[0], users[1]
-    ));
+    write(
+        dir.path(),
+        "rows.json",
+        &format!(
+            r#"[{{"user": "{}", "room": "{alias}"}}, {{"user": "{}", "room": "{alias}"}}, {{"user": "x y", "room": "{alias}"}}]"#,
+            users[0], users[1]
+        ),
+    );
     let run = run_against(&hs, dir.path(), &["join", "rows.json", "--dry-run"]);
-    assert_eq!(run.code, 1, "an invalid row makes the plan fail: {}", run.stderr);
-    assert!(run.stdout.contains(&format!("row 1: POST /_synapse/admin/v1/join/{alias}")), "{}", run.stdout);
-    assert!(run.stdout.contains("row 3: invalid: user `x y` contains white space"), "{}", run.stdout);
-    assert!(run.stderr.contains("2 requests, 1 invalid"), "{}", run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "an invalid row makes the plan fail: {}",
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("row 1: POST /_synapse/admin/v1/join/{alias}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("row 3: invalid: user `x y` contains white space"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("2 requests, 1 invalid"),
+        "{}",
+        run.stderr
+    );
     assert!(!dir.path().join("rows.results.csv").exists());
     assert_eq!(hs.members(&room_id).await, before);
 }
@@ -260,17 +343,31 @@ async fn email_addresses_resolve_to_their_accounts() {
     let hs = synapse("relaxed");
     let user = format!("@{}:{}", common::unique("mail"), hs.server_name);
     let address = format!("{}@example.org", common::unique("addr"));
-    hs.create_user(&user, json!({"threepids": [{"medium": "email", "address": address}]})).await;
+    hs.create_user(
+        &user,
+        json!({"threepids": [{"medium": "email", "address": address}]}),
+    )
+    .await;
     let (room_id, alias) = hs.room("mail", true).await;
     let dir = tempfile::tempdir().unwrap();
     let unknown = format!("{}@example.org", common::unique("nobody"));
-    write(dir.path(), "rows.csv", &format!("email,room\n{},{alias}\n{unknown},{alias}\n", address.to_uppercase()));
+    write(
+        dir.path(),
+        "rows.csv",
+        &format!(
+            "email,room\n{},{alias}\n{unknown},{alias}\n",
+            address.to_uppercase()
+        ),
+    );
     let run = run_against(&hs, dir.path(), &["join", "rows.csv"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let lines = results(&dir.path().join("rows.results.csv"));
     let found = lines.iter().find(|l| l["row"] == "1").unwrap();
     assert_eq!(found["status"], "ok", "{found:?}");
-    assert_eq!(found["user"], address, "the key keeps the address, lowercased");
+    assert_eq!(
+        found["user"], address,
+        "the key keeps the address, lowercased"
+    );
     let missing = lines.iter().find(|l| l["row"] == "2").unwrap();
     assert_eq!(missing["status"], "failed");
     assert!(missing["message"].contains(&unknown), "{missing:?}");
@@ -283,7 +380,11 @@ async fn rejected_or_non_admin_token_aborts_before_any_row() {
     let users = hs.users("tok", 1).await;
     let (_, alias) = hs.room("tok", true).await;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rows.csv", &format!("user,room\n{},{alias}\n", users[0]));
+    write(
+        dir.path(),
+        "rows.csv",
+        &format!("user,room\n{},{alias}\n", users[0]),
+    );
 
     let bad = Synapse {
         admin_token: "syt_not_a_real_token".into(),
@@ -327,7 +428,16 @@ async fn stdin_input_with_column_mapping() {
     let mut child = common::synbatch()
         .current_dir(dir.path())
         .env("SYNBATCH_TOKEN", &hs.admin_token)
-        .args(["join", "-", "--homeserver", &hs.url, "--column", "user=Account", "--room", &alias])
+        .args([
+            "join",
+            "-",
+            "--homeserver",
+            &hs.url,
+            "--column",
+            "user=Account",
+            "--room",
+            &alias,
+        ])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

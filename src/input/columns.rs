@@ -83,7 +83,10 @@ impl Binder {
         let mut taken = vec![false; headers.len()];
         let mut bound = vec![None; self.fields.len()];
         let take = |want: &str, taken: &mut Vec<bool>| {
-            let at = headers.iter().enumerate().position(|(i, h)| !taken[i] && h == want)?;
+            let at = headers
+                .iter()
+                .enumerate()
+                .position(|(i, h)| !taken[i] && h == want)?;
             taken[at] = true;
             Some(at)
         };
@@ -128,7 +131,10 @@ mod tests {
     fn headers_match_loosely_and_by_alias() {
         let b = Binder::new(JOIN, &[]).unwrap();
         assert_eq!(b.bind(["Matrix ID", "Room_Alias"]), vec![Some(0), Some(1)]);
-        assert_eq!(b.bind(["\u{feff}User-Name", "x", "ROOM"]), vec![Some(0), Some(2)]);
+        assert_eq!(
+            b.bind(["\u{feff}User-Name", "x", "ROOM"]),
+            vec![Some(0), Some(2)]
+        );
         assert_eq!(b.bind(["name", "other"]), vec![None, None]);
     }
 
@@ -144,7 +150,10 @@ mod tests {
     #[test]
     fn column_option_overrides() {
         let b = Binder::new(JOIN, &["room=Team Channel".into()]).unwrap();
-        assert_eq!(b.bind(["room", "team_channel", "mxid"]), vec![Some(2), Some(1)]);
+        assert_eq!(
+            b.bind(["room", "team_channel", "mxid"]),
+            vec![Some(2), Some(1)]
+        );
         assert!(Binder::new(JOIN, &["colour=x".into()]).is_err());
         assert!(Binder::new(JOIN, &["room".into()]).is_err());
     }

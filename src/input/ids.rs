@@ -119,7 +119,16 @@ mod tests {
             user("Alice@Example.ORG", "x"),
             Ok(UserRef::Email("alice@example.org".into()))
         );
-        for bad in ["@alice", "@:x", "@a:", "a b", "alice:x", "@a:exa mple", "@a:ex/ample", "a@b"] {
+        for bad in [
+            "@alice",
+            "@:x",
+            "@a:",
+            "a b",
+            "alice:x",
+            "@a:exa mple",
+            "@a:ex/ample",
+            "a@b",
+        ] {
             assert!(user(bad, "x").is_err(), "{bad} should be refused");
         }
         assert!(user("@a:x", "x").is_ok());
@@ -129,7 +138,10 @@ mod tests {
     fn rooms() {
         assert_eq!(room("!ZKMmjw_abc"), Ok("!ZKMmjw_abc".into()));
         assert_eq!(room("!abc:example.org"), Ok("!abc:example.org".into()));
-        assert_eq!(room(" #general:example.org"), Ok("#general:example.org".into()));
+        assert_eq!(
+            room(" #general:example.org"),
+            Ok("#general:example.org".into())
+        );
         for bad in ["general", "#general", "#:x", "!", "# a:x", "#a:b/c"] {
             let err = room(bad).unwrap_err();
             assert!(err.contains('`'), "{err}");

@@ -103,7 +103,10 @@ impl Input {
             None => Box::new(std::io::stdin()),
         };
         let mut buffered = BufReader::with_capacity(BUFFER, raw);
-        let format = match spec.format.or_else(|| spec.path.as_deref().and_then(by_extension)) {
+        let format = match spec
+            .format
+            .or_else(|| spec.path.as_deref().and_then(by_extension))
+        {
             Some(format) => format,
             None => sniff(buffered.fill_buf().map_err(io)?),
         };
@@ -111,7 +114,8 @@ impl Input {
             Format::Csv => Reader::Csv(csv_rows::CsvRows::open(
                 &name,
                 buffered,
-                spec.delimiter.or_else(|| tab_by_extension(spec.path.as_deref())),
+                spec.delimiter
+                    .or_else(|| tab_by_extension(spec.path.as_deref())),
                 binder,
                 required,
             )?),
@@ -229,7 +233,9 @@ mod tests {
 
     #[test]
     fn csv_missing_required_column_is_refused_up_front() {
-        let err = read("a.csv", b"name,room\nalice,#r:x\n", None).err().unwrap();
+        let err = read("a.csv", b"name,room\nalice,#r:x\n", None)
+            .err()
+            .unwrap();
         let msg = err.to_string();
         assert!(msg.contains("no column for `user`"), "{msg}");
         assert!(msg.contains("name, room"), "{msg}");
@@ -248,7 +254,13 @@ mod tests {
         let second = texts(&rows[1]);
         assert!(matches!(&second[0], Cell::Bad(m) if m.contains("array")));
         assert_eq!(second[1], Cell::Empty);
-        assert!(rows[2].cells.as_ref().unwrap_err().contains("not a JSON object"));
+        assert!(
+            rows[2]
+                .cells
+                .as_ref()
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
     }
 
     #[test]
@@ -303,7 +315,9 @@ mod tests {
             format: None,
             delimiter: None,
         };
-        let err = Input::open(&spec, Binder::new(JOIN, &[]).unwrap(), &[]).err().unwrap();
+        let err = Input::open(&spec, Binder::new(JOIN, &[]).unwrap(), &[])
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("/nonexistent/hires.csv"), "{err}");
     }
 }

@@ -48,7 +48,11 @@ mod tests {
         let calls = AtomicU32::new(0);
         let fetch = || async {
             let n = calls.fetch_add(1, Ordering::SeqCst);
-            if n == 0 { Err("passing failure") } else { Ok(7) }
+            if n == 0 {
+                Err("passing failure")
+            } else {
+                Ok(7)
+            }
         };
         assert_eq!(cache.get_or_try("a", fetch).await, Err("passing failure"));
         assert_eq!(cache.get_or_try("a", fetch).await, Ok(7));

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Cache, Context, Op, Outcome, Planned, Users, classify, optional, required};
 use crate::executor::Attempt;
-use crate::homeserver::{HsError, Homeserver};
+use crate::homeserver::{Homeserver, HsError};
 use crate::input::ids::{self, UserRef};
 use crate::input::{FieldDef, ROOM, Row, USER};
 
@@ -252,17 +252,26 @@ mod tests {
         let join = Join::new(&[]).unwrap();
         assert_eq!(
             plan(&join, "example.org", row("alice", "#general:example.org")),
-            vec![("join @alice:example.org #general:example.org".into(), Ok(()))]
+            vec![(
+                "join @alice:example.org #general:example.org".into(),
+                Ok(())
+            )]
         );
     }
 
     #[test]
     fn cross_product_with_room_option() {
         let join = Join::new(&["#a:x.org".into(), "!b".into()]).unwrap();
-        let keys: Vec<_> = plan(&join, "x.org", row("@u:x.org", "")).into_iter().map(|p| p.0).collect();
+        let keys: Vec<_> = plan(&join, "x.org", row("@u:x.org", ""))
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
         assert_eq!(keys, vec!["join @u:x.org #a:x.org", "join @u:x.org !b"]);
         // A row's own room comes first; a --room it repeats is not joined twice.
-        let keys: Vec<_> = plan(&join, "x.org", row("u", "!b")).into_iter().map(|p| p.0).collect();
+        let keys: Vec<_> = plan(&join, "x.org", row("u", "!b"))
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
         assert_eq!(keys, vec!["join @u:x.org !b", "join @u:x.org #a:x.org"]);
     }
 
@@ -271,7 +280,10 @@ mod tests {
         let join = Join::new(&[]).unwrap();
         let out = plan(&join, "x.org", row("@bob:other.org", "#r:x.org"));
         let why = out[0].1.clone().unwrap_err();
-        assert!(why.contains("@bob:other.org") && why.contains("local users"), "{why}");
+        assert!(
+            why.contains("@bob:other.org") && why.contains("local users"),
+            "{why}"
+        );
 
         let out = plan(&join, "x.org", row("", "#r:x.org"));
         assert!(out[0].1.clone().unwrap_err().contains("missing user"));

@@ -9,7 +9,7 @@ pub mod join;
 use std::future::Future;
 
 use crate::executor::{Attempt, Transient};
-use crate::homeserver::{HsError, Homeserver};
+use crate::homeserver::{Homeserver, HsError};
 use crate::input::ids::UserRef;
 use crate::input::{Cell, FieldDef, Row};
 use crate::results::Status;
@@ -130,8 +130,7 @@ pub fn classify(error: HsError) -> Attempt<Outcome> {
             kind: Transient::RateLimited(*retry_after),
         },
         HsError::Status {
-            status: 502..=504,
-            ..
+            status: 502..=504, ..
         }
         | HsError::Timeout(_)
         | HsError::Transport(_) => Attempt::Retry {
@@ -172,7 +171,11 @@ pub struct Users {
 
 impl Users {
     /// The user id a user cell names. An email without an account is a final failure.
-    pub async fn resolve(&self, hs: &Homeserver, user: &UserRef) -> Result<String, Attempt<Outcome>> {
+    pub async fn resolve(
+        &self,
+        hs: &Homeserver,
+        user: &UserRef,
+    ) -> Result<String, Attempt<Outcome>> {
         let address = match user {
             UserRef::Mxid(id) => return Ok(id.clone()),
             UserRef::Email(address) => address,
@@ -219,7 +222,11 @@ mod tests {
         ));
         assert!(matches!(
             classify(status(403, "M_FORBIDDEN", "You don't have permission")),
-            Attempt::Done(Outcome { status: Status::Failed, http_status: Some(403), .. })
+            Attempt::Done(Outcome {
+                status: Status::Failed,
+                http_status: Some(403),
+                ..
+            })
         ));
         assert!(matches!(
             classify(status(429, "M_LIMIT_EXCEEDED", "")),
@@ -228,12 +235,18 @@ mod tests {
         for transient in [503, 502, 504] {
             assert!(matches!(
                 classify(status(transient, "", "")),
-                Attempt::Retry { kind: Transient::Failed, .. }
+                Attempt::Retry {
+                    kind: Transient::Failed,
+                    ..
+                }
             ));
         }
         assert!(matches!(
             classify(HsError::Connect("refused".into())),
-            Attempt::Retry { kind: Transient::Unreachable, .. }
+            Attempt::Retry {
+                kind: Transient::Unreachable,
+                ..
+            }
         ));
         assert!(matches!(
             classify(status(500, "M_UNKNOWN", "Internal server error")),

@@ -61,7 +61,10 @@ fn start(profile: &str) -> Synapse {
 /// A name no other test (nor an earlier run against the same server) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!(
         "{prefix}-{}-{:x}-{}",
         std::process::id(),
@@ -97,7 +100,11 @@ impl Synapse {
             let mut set = tokio::task::JoinSet::new();
             for id in chunk {
                 let (server, id) = (self.clone(), id.clone());
-                set.spawn(async move { server.create_user(&id, json!({"password": "pw-Test-1"})).await });
+                set.spawn(async move {
+                    server
+                        .create_user(&id, json!({"password": "pw-Test-1"}))
+                        .await
+                });
             }
             while let Some(done) = set.join_next().await {
                 done.unwrap();
@@ -109,13 +116,20 @@ impl Synapse {
     pub async fn create_user(&self, id: &str, body: Value) {
         let path = format!("/_synapse/admin/v2/users/{}", enc(id));
         let (status, answer) = self.call("PUT", &path, Some(body)).await;
-        assert!(status == 201 || status == 200, "create {id}: {status} {answer}");
+        assert!(
+            status == 201 || status == 200,
+            "create {id}: {status} {answer}"
+        );
     }
 
     /// Creates a room as the admin; returns (room_id, alias).
     pub async fn room(&self, prefix: &str, public: bool) -> (String, String) {
         let name = unique(prefix);
-        let preset = if public { "public_chat" } else { "private_chat" };
+        let preset = if public {
+            "public_chat"
+        } else {
+            "private_chat"
+        };
         let (status, body) = self
             .call(
                 "POST",
@@ -208,7 +222,11 @@ pub fn results(path: &Path) -> Vec<HashMap<String, String>> {
         .records()
         .map(|r| {
             let r = r.unwrap();
-            headers.iter().map(String::from).zip(r.iter().map(String::from)).collect()
+            headers
+                .iter()
+                .map(String::from)
+                .zip(r.iter().map(String::from))
+                .collect()
         })
         .collect()
 }

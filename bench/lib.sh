@@ -1,0 +1,106 @@
+# Shared helpers for the bench/*.sh scripts (sourced, not run).
+#
+# Provides: REPO, TARGET, WORK (target/bench), SYNBATCH (release binary), need (installs missing
+# Debian packages), build, gen_input, stub_start/stub_stop (nginx stub of the Synapse admin API on
+# 127.0.0.1), measure (wall seconds + the child's user+sys CPU + peak RSS via /usr/bin/time),
+# median, machine_info.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+WORK=$TARGET/bench
+SYNBATCH=$TARGET/release/synbatch
+mkdir -p "$WORK"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# need CMD:PACKAGE ... — apt-get install the packages whose command is missing (idempotent).
+need() {
+    local missing=() pair
+    for pair in "$@"; do
+        [[ -x ${pair%%:*} ]] || command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${missing[@]}" >&2 || { apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2; }
+}
+
+build() {
+    log "cargo build --release"
+    (cd "$REPO" && cargo build --release -q)
+}
+
+# gen_input FILE ROWS [ROOMS] — `user,room` CSV: @uN:bench.local,!roomM with M = N mod ROOMS.
+gen_input() {
+    local file=$1 rows=$2 rooms=${3:-100}
+    [[ -s $file && $(wc -l <"$file") -eq $((rows + 1)) ]] && return 0
+    awk -v n="$rows" -v r="$rooms" 'BEGIN { print "user,room"; for (i = 1; i <= n; i++) printf "@u%d:bench.local,!room%d\n", i, i % r }' >"$file"
+}
+
+# The stub: nginx answering the four calls `synbatch join` makes, instantly, with fixed JSON.
+STUB_PORT=${STUB_PORT:-18449}
+STUB_URL=http://127.0.0.1:$STUB_PORT
+STUB_PID=
+stub_start() {
+    need nginx:nginx curl:curl
+    local dir=$WORK/nginx
+    mkdir -p "$dir/logs" "$dir/tmp"
+    # One worker: on 2 cores the client (or wrk) needs the other one.
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes ${STUB_WORKERS:-1};
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    default_type application/json;
+    server {
+        listen 127.0.0.1:$STUB_PORT reuseport backlog=4096;
+        location = /_matrix/client/v3/account/whoami { return 200 '{"user_id":"@admin:bench.local"}'; }
+        location ~ ^/_synapse/admin/v1/users/[^/]+/admin\$ { return 200 '{"admin":true}'; }
+        location ~ ^/_synapse/admin/v1/rooms/[^/]+/members\$ { return 200 '{"members":[],"total":0}'; }
+        location ~ ^/_synapse/admin/v1/join/[^/]+\$ {
+            if (\$request_method != POST) { return 405; }
+            return 200 '{"room_id":"!r:bench.local"}';
+        }
+        location / { return 404 '{"errcode":"M_UNRECOGNIZED"}'; }
+    }
+}
+EOF
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf"
+    nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
+    STUB_PID=$!
+    local i
+    for i in $(seq 50); do
+        curl -fsS -o /dev/null "$STUB_URL/_matrix/client/v3/account/whoami" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "nginx stub did not answer on $STUB_URL"; return 1
+}
+stub_stop() {
+    [[ -n $STUB_PID ]] || return 0
+    kill "$STUB_PID" 2>/dev/null || true
+    wait "$STUB_PID" 2>/dev/null || true
+    STUB_PID=
+}
+
+# measure OUT CMD... — runs CMD under /usr/bin/time; writes "wall user sys maxrss_kb exit" to OUT.
+# The command's own stdout/stderr go to OUT.log.
+measure() {
+    local out=$1; shift
+    need /usr/bin/time:time
+    /usr/bin/time -o "$out" -f '%e %U %S %M %x' "$@" >"$out.log" 2>&1 || true
+    tail -n1 "$out"   # /usr/bin/time writes "Command exited with non-zero status" first on failure
+}
+
+# median of the numbers on stdin
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+machine_info() {
+    printf 'nproc %s; CPU %s; kernel %s; %s\n' "$(nproc)" \
+        "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+        "$(uname -r)" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+}
