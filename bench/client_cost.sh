@@ -22,37 +22,49 @@ trap stub_stop EXIT
 stub_start
 export SYNBATCH_TOKEN=bench
 
-run_tool() { # J ROUND -> "wall cpu" ; checks every row came back ok
-    local j=$1 r=$2 res=$WORK/cc-j$1.results.csv
+run_tool() { # J ROUND -> "wall cpu other" ; checks every row came back ok
+    local j=$1 r=$2 res=$WORK/cc-j$1.results.csv b0 s0 b1 s1 wall user sys rss code
     rm -f "$res"
+    b0=$(busy_secs); s0=$(stub_secs)
     read -r wall user sys rss code < <(measure "$WORK/cc-j$j-$r.time" \
         "$SYNBATCH" join "$INPUT" --homeserver "$STUB_URL" -j "$j" -q -o "$res")
+    b1=$(busy_secs); s1=$(stub_secs)
     local ok; ok=$(grep -c ',ok,200,' "$res" || true)
     [[ $code == 0 && $ok == "$ROWS" ]] || { log "j$j: exit $code, $ok ok rows"; cat "$WORK/cc-j$j-$r.time.log" >&2; exit 1; }
-    awk -v w="$wall" -v u="$user" -v s="$sys" 'BEGIN { print w, u + s }'
+    awk -v w="$wall" -v c="$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" -v b="$b1" -v b0="$b0" \
+        -v s="$s1" -v s0="$s0" 'BEGIN { print w, c, b - b0 - c - (s - s0) }'
 }
-run_wrk() { # CONNS SECS -> requests/s
-    wrk -t2 -c"$1" -d"$2"s -s "$(dirname "$0")/join.lua" "$STUB_URL" | awk '/^Requests\/sec/ { print $2 }'
+run_wrk() { # CONNS SECS -> "requests/s wrk's-own-CPU-ms-per-request other-CPU-s"
+    local t=$WORK/cc-wrk.time b0 s0
+    b0=$(busy_secs); s0=$(stub_secs)
+    /usr/bin/time -o "$t" -f '%U %S' wrk -t2 -c"$1" -d"$2"s -s "$(dirname "$0")/join.lua" "$STUB_URL" >"$t.log"
+    awk -v cpu="$(awk '{ print $1 + $2 }' "$t")" -v secs="$2" -v b="$(busy_secs)" -v b0="$b0" -v s="$(stub_secs)" -v s0="$s0" \
+        '/^Requests\/sec/ { print $2, cpu * 1000 / ($2 * secs), b - b0 - cpu - (s - s0) }' "$t.log"
 }
 
 for r in $(seq "$ROUNDS"); do
     for j in 64 8; do
-        read -r wall cpu < <(run_tool "$j" "$r")
-        echo "$wall" >>"$WORK/cc-j$j.wall.$$"; echo "$cpu" >>"$WORK/cc-j$j.cpu.$$"
-        log "round $r -j $j: ${wall}s wall, ${cpu}s cpu"
+        read -r wall cpu other < <(run_tool "$j" "$r")
+        echo "$wall" >>"$WORK/cc-j$j.wall.$$"; echo "$cpu" >>"$WORK/cc-j$j.cpu.$$"; echo "$other" >>"$WORK/cc-other.$$"
+        log "round $r -j $j: ${wall}s wall, ${cpu}s cpu; other processes took ${other}s CPU meanwhile"
     done
-    run_wrk 64 10 >>"$WORK/cc-wrk64.$$"; log "round $r wrk -c64: $(tail -n1 "$WORK/cc-wrk64.$$") req/s"
-    run_wrk 8 5 >>"$WORK/cc-wrk8.$$";   log "round $r wrk -c8: $(tail -n1 "$WORK/cc-wrk8.$$") req/s"
+    for c in 64 8; do
+        read -r rps cpu other < <(run_wrk "$c" $((c == 64 ? 10 : 5)))
+        echo "$rps" >>"$WORK/cc-wrk$c.$$"; echo "$cpu" >>"$WORK/cc-wrkcpu$c.$$"; echo "$other" >>"$WORK/cc-other.$$"
+        log "round $r wrk -c$c: $rps req/s, wrk's own CPU $cpu ms/req; other processes took ${other}s CPU meanwhile"
+    done
 done
 
 echo "# client_cost: $ROWS rows, 100 rooms, nginx stub (1 worker), median of $ROUNDS; $(machine_info)"
-echo "| run | wall s | rows/s | CPU s (user+sys) | CPU ms/row | wrk req/s, same conns | rows/s ÷ wrk |"
-echo "|---|---|---|---|---|---|---|"
+echo "| run | wall s | rows/s | CPU s (user+sys) | CPU ms/row | wrk req/s, same conns | rows/s ÷ wrk | wrk's own CPU ms/req |"
+echo "|---|---|---|---|---|---|---|---|"
 for j in 64 8; do
-    wall=$(median <"$WORK/cc-j$j.wall.$$"); cpu=$(median <"$WORK/cc-j$j.cpu.$$"); w=$(median <"$WORK/cc-wrk$j.$$")
-    awk -v j="$j" -v w="$wall" -v c="$cpu" -v n="$ROWS" -v k="$w" 'BEGIN {
-        printf "| synbatch -j %d | %.2f | %.0f | %.2f | %.4f | %.0f | %.0f%% |\n", j, w, n / w, c, c * 1000 / n, k, 100 * n / w / k }'
+    wall=$(median <"$WORK/cc-j$j.wall.$$"); cpu=$(median <"$WORK/cc-j$j.cpu.$$")
+    w=$(median <"$WORK/cc-wrk$j.$$"); wc=$(median <"$WORK/cc-wrkcpu$j.$$")
+    awk -v j="$j" -v w="$wall" -v c="$cpu" -v n="$ROWS" -v k="$w" -v kc="$wc" 'BEGIN {
+        printf "| synbatch -j %d | %.2f | %.0f | %.2f | %.4f | %.0f | %.0f%% | %.4f |\n", j, w, n / w, c, c * 1000 / n, k, 100 * n / w / k, kc }'
 done
 echo "all runs (wall s / cpu s / wrk req/s):"
 for j in 64 8; do echo "  -j $j: $(paste -sd' ' "$WORK/cc-j$j.wall.$$") / $(paste -sd' ' "$WORK/cc-j$j.cpu.$$") / wrk -c$j $(paste -sd' ' "$WORK/cc-wrk$j.$$")"; done
+echo "CPU taken by other processes during each measurement (s; ~0 = undisturbed): $(paste -sd' ' "$WORK/cc-other.$$")"
 rm -f "$WORK"/cc-*."$$"

@@ -27,7 +27,7 @@ need() {
 
 build() {
     log "cargo build --release"
-    (cd "$REPO" && cargo build --release -q)
+    (cd "$REPO" && cargo build --release -q 2>"$WORK/build.log") || { cat "$WORK/build.log" >&2; return 1; }
 }
 
 # gen_input FILE ROWS [ROOMS] — `user,room` CSV: @uN:bench.local,!roomM with M = N mod ROOMS.
@@ -96,11 +96,23 @@ measure() {
     tail -n1 "$out"   # /usr/bin/time writes "Command exited with non-zero status" first on failure
 }
 
+# CPU seconds the whole machine spent busy so far (/proc/stat), and what the stub (nginx) spent.
+# other_cpu BUSY0 BUSY1 OURS STUB0 STUB1 then tells what *other* processes took meanwhile: a
+# run beside a compile (another engineer's) shows up there and should be rerun.
+busy_secs() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
+stub_secs() {
+    local p t=0
+    for p in $STUB_PID $(pgrep -P "$STUB_PID" 2>/dev/null); do
+        t=$(awk -v t="$t" -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print t + ($12 + $13) / hz }' "/proc/$p/stat")
+    done
+    echo "$t"
+}
+
 # median of the numbers on stdin
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 machine_info() {
-    printf 'nproc %s; CPU %s; kernel %s; %s\n' "$(nproc)" \
+    printf 'nproc %s; CPU %s; kernel %s; %s; synbatch built from %s\n' "$(nproc)" \
         "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
-        "$(uname -r)" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+        "$(uname -r)" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')"
 }

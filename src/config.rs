@@ -27,6 +27,8 @@ pub enum ConfigError {
 pub struct Connection {
     pub hs: Arc<Homeserver>,
     pub server_name: String,
+    /// The token's own user id.
+    pub me: String,
 }
 
 /// Checks the options that need no network: refuses a token on the command line.
@@ -78,6 +80,7 @@ pub async fn connect(
     Ok(Connection {
         hs: Arc::new(hs),
         server_name,
+        me,
     })
 }
 

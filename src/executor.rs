@@ -5,6 +5,7 @@
 //! It knows nothing of Matrix: the work tells it, per attempt, whether the item is done, should be
 //! tried again (and how), or whether the whole run must stop.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,12 @@ pub trait Work: Send + Sync + 'static {
     type Item: Send + 'static;
     type Output: Send + 'static;
     fn attempt(&self, item: &Self::Item) -> impl Future<Output = Attempt<Self::Output>> + Send;
+
+    /// Items with the same key never run at the same time (a read-modify-write of one account,
+    /// say); items with different keys, or none, run side by side.
+    fn serial_key(&self, _item: &Self::Item) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +97,8 @@ struct Shared<W: Work, R> {
     /// Cancelled on Ctrl-C (from outside) or on abort (from inside).
     stop: CancellationToken,
     abort: Mutex<Option<String>>,
+    serial: KeyedLocks,
+    window: Window,
     done: mpsc::Sender<R>,
 }
 
@@ -114,6 +123,8 @@ where
         paused_until: Mutex::new(None),
         stop: cancel.child_token(),
         abort: Mutex::new(None),
+        serial: KeyedLocks::default(),
+        window: Window::new(concurrency),
         done,
     });
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -156,6 +167,13 @@ async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
     shared: &Shared<W, R>,
     item: W::Item,
 ) {
+    let _serial = match shared.work.serial_key(&item) {
+        Some(key) => tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            guard = shared.serial.lock(key) => Some(guard),
+        },
+        None => None,
+    };
     let started = Instant::now();
     let mut attempts = 0u32;
     let mut failures = 0u32;
@@ -164,8 +182,20 @@ async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
         if !wait_turn(shared).await {
             return;
         }
+        let Some(slot) = shared.window.enter(&shared.stop).await else {
+            return;
+        };
         attempts += 1;
-        let (last, kind) = match shared.work.attempt(&item).await {
+        let attempt = shared.work.attempt(&item).await;
+        slot.leave(match &attempt {
+            Attempt::Done(_) => Verdict::Success,
+            Attempt::Retry {
+                kind: Transient::RateLimited(_),
+                ..
+            } => Verdict::RateLimited,
+            _ => Verdict::Neutral,
+        });
+        let (last, kind) = match attempt {
             Attempt::Done(output) => return finish(shared, item, output, attempts, started).await,
             Attempt::Abort(reason) => {
                 shared.abort.lock().unwrap().get_or_insert(reason);
@@ -266,6 +296,141 @@ async fn sleep_until_unless_stopped<W: Work, R>(shared: &Shared<W, R>, until: In
     tokio::select! {
         _ = shared.stop.cancelled() => false,
         _ = tokio::time::sleep_until(until.into()) => true,
+    }
+}
+
+/// How many attempts may be in flight now: the full concurrency until the server answers 429,
+/// then halved at each 429 (down to one) and grown again by one after as many successes as the
+/// window is wide (additive increase, multiplicative decrease, as TCP does).
+///
+/// The shared pause alone is not enough: when it ends, every worker would fire at once, one
+/// would get through and the others would be refused again. Synapse counts some refused
+/// attempts against the target user (an invitee may be invited 5 times, then once every 5
+/// minutes), so a herd of retries turns a 3-second wait into minutes.
+struct Window {
+    max: usize,
+    state: Mutex<WindowState>,
+    changed: tokio::sync::Notify,
+}
+
+struct WindowState {
+    limit: usize,
+    in_flight: usize,
+    successes: usize,
+}
+
+enum Verdict {
+    Success,
+    RateLimited,
+    Neutral,
+}
+
+struct WindowSlot<'a>(&'a Window);
+
+impl Window {
+    fn new(max: usize) -> Window {
+        Window {
+            max,
+            state: Mutex::new(WindowState {
+                limit: max,
+                in_flight: 0,
+                successes: 0,
+            }),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits for room in the window; `None` when the run is stopping.
+    async fn enter(&self, stop: &CancellationToken) -> Option<WindowSlot<'_>> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut state = self.state.lock().unwrap();
+                if state.in_flight < state.limit {
+                    state.in_flight += 1;
+                    return Some(WindowSlot(self));
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = changed => {}
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn limit(&self) -> usize {
+        self.state.lock().unwrap().limit
+    }
+}
+
+impl WindowSlot<'_> {
+    fn leave(self, verdict: Verdict) {
+        let window = self.0;
+        let mut state = window.state.lock().unwrap();
+        state.in_flight -= 1;
+        match verdict {
+            Verdict::RateLimited => {
+                state.limit = (state.limit / 2).max(1);
+                state.successes = 0;
+            }
+            Verdict::Success if state.limit < window.max => {
+                state.successes += 1;
+                if state.successes >= state.limit {
+                    state.limit += 1;
+                    state.successes = 0;
+                }
+            }
+            _ => {}
+        }
+        drop(state);
+        window.changed.notify_waiters();
+    }
+}
+
+/// One async mutex per key, dropped from the map when its last holder is done, so the map
+/// holds only the keys in use.
+#[derive(Default)]
+struct KeyedLocks {
+    held: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct KeyGuard<'a> {
+    locks: &'a KeyedLocks,
+    key: String,
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyedLocks {
+    async fn lock(&self, key: String) -> KeyGuard<'_> {
+        let mutex = self
+            .held
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let guard = mutex.clone().lock_owned().await;
+        KeyGuard {
+            locks: self,
+            key,
+            mutex,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut held = self.locks.held.lock().unwrap();
+        // Two references, the map's and this guard's: nobody else waits on this key.
+        if Arc::strong_count(&self.mutex) == 2 {
+            held.remove(&self.key);
+        }
     }
 }
 
@@ -413,6 +578,77 @@ mod tests {
         assert_eq!(out.len(), 5);
         // 5 starts at 50/s, evenly spaced: the last cannot start before 4 * 20 ms have passed.
         assert!(started.elapsed() >= Duration::from_millis(79));
+    }
+
+    /// Items are (key, id); records the most items of one key ever in flight together.
+    #[derive(Clone, Default)]
+    struct PerKey {
+        in_flight: Arc<Mutex<HashMap<u32, u32>>>,
+        worst: Arc<AtomicU32>,
+    }
+
+    impl Work for PerKey {
+        type Item = (u32, u32);
+        type Output = u32;
+        async fn attempt(&self, (key, id): &(u32, u32)) -> Attempt<u32> {
+            let now = {
+                let mut map = self.in_flight.lock().unwrap();
+                let n = map.entry(*key).or_default();
+                *n += 1;
+                *n
+            };
+            self.worst.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            *self.in_flight.lock().unwrap().get_mut(key).unwrap() -= 1;
+            Attempt::Done(*id)
+        }
+
+        fn serial_key(&self, (key, _): &(u32, u32)) -> Option<String> {
+            Some(key.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn items_with_one_key_never_overlap() {
+        let (item_tx, item_rx) = mpsc::channel(100);
+        let (done_tx, mut done_rx) = mpsc::channel::<Finished<(u32, u32), u32>>(100);
+        for id in 0..40 {
+            item_tx.send((id % 3, id)).await.unwrap();
+        }
+        drop(item_tx);
+        let work = PerKey::default();
+        let stop = run(work.clone(), limits(8, 0), item_rx, done_tx, CancellationToken::new()).await;
+        assert_eq!(stop, Stop::Completed);
+        let mut n = 0;
+        while done_rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 40);
+        assert_eq!(work.worst.load(Ordering::SeqCst), 1);
+        assert!(work.in_flight.lock().unwrap().values().all(|v| *v == 0));
+    }
+
+    #[tokio::test]
+    async fn window_halves_on_429_and_grows_back_one_at_a_time() {
+        let window = Window::new(8);
+        let stop = CancellationToken::new();
+        assert_eq!(window.limit(), 8);
+        for expected in [4, 2, 1, 1] {
+            window.enter(&stop).await.unwrap().leave(Verdict::RateLimited);
+            assert_eq!(window.limit(), expected);
+        }
+        // With a window of one, a second attempt waits for the first.
+        let first = window.enter(&stop).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(20), window.enter(&stop)).await;
+        assert!(waiting.is_err(), "a second slot must not be given");
+        first.leave(Verdict::Success);
+        assert_eq!(window.limit(), 2, "one success at width 1 widens it");
+        for _ in 0..2 {
+            window.enter(&stop).await.unwrap().leave(Verdict::Success);
+        }
+        assert_eq!(window.limit(), 3);
+        window.enter(&stop).await.unwrap().leave(Verdict::Neutral);
+        assert_eq!(window.limit(), 3);
     }
 
     #[test]

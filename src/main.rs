@@ -4,6 +4,7 @@
 
 mod cli;
 mod config;
+mod confirm;
 mod executor;
 mod homeserver;
 mod input;
@@ -90,7 +91,75 @@ async fn run(cli: Cli) -> Result<u8, Fatal> {
             let join = ops::join::Join::new(&args.rooms).map_err(Fatal::usage)?;
             run_job(join, &args.job).await
         }
+        Command::SetExternalId(args) => {
+            let op = ops::set_external_id::SetExternalId::new(&args.drop_provider)
+                .map_err(Fatal::usage)?;
+            run_job(op, &args.job).await
+        }
+        Command::RemoveExternalId(args) => remove_external_id(args).await,
+        Command::DeleteMedia(args) => run_job(ops::delete_media::DeleteMedia, &args.job).await,
+        Command::PurgeMedia(args) => Ok(ops::purge_media::run(args).await?),
+        Command::ExportUsers(args) => Ok(ops::export_users::run(args).await?),
+        Command::Invite(args) => {
+            let invite = ops::invite::Invite::new(&args.rooms).map_err(Fatal::usage)?;
+            run_job(invite, &args.job).await
+        }
+        Command::Kick(args) => {
+            let kick = ops::kick::Kick::new(&args.rooms).map_err(Fatal::usage)?;
+            run_job(kick, &args.job).await
+        }
+        Command::Deactivate(args) => {
+            run_job(ops::deactivate::Deactivate::new(args.erase), &args.job).await
+        }
+        Command::CreateUsers(args) => {
+            let generate = args.generate_passwords.is_some();
+            // The file is opened before any account is made, so no password can be lost.
+            let passwords = match &args.generate_passwords {
+                Some(path) if !args.job.run.dry_run => {
+                    Some(ops::passwords::PasswordFile::open(path).map_err(Fatal::usage)?)
+                }
+                _ => None,
+            };
+            let create = ops::create_users::CreateUsers::new(
+                args.on_existing,
+                generate,
+                passwords,
+                &args.join,
+            )
+            .map_err(Fatal::usage)?;
+            run_job(create, &args.job).await
+        }
+        Command::Report(args) => report_results(&args.results, args.failed.as_deref()),
     }
+}
+
+/// `remove-external-id`; with `--all-users`, the server's account list is its input.
+async fn remove_external_id(mut args: cli::RemoveExternalIdArgs) -> Result<u8, Fatal> {
+    let op = ops::remove_external_id::RemoveExternalId::new(args.provider.as_deref())
+        .map_err(Fatal::usage)?;
+    if !args.all_users {
+        return run_job(op, &args.job).await;
+    }
+    let job = &mut args.job;
+    config::check(&job.server)?;
+    if !job.run.dry_run {
+        let what = format!(
+            "remove every {} mapping from every account of {}",
+            args.provider.as_deref().unwrap_or_default(),
+            job.server.homeserver.as_deref().unwrap_or("the homeserver")
+        );
+        confirm::confirm(&what, job.run.yes).map_err(Fatal::usage)?;
+        job.run.yes = true;
+    }
+    let listing =
+        ops::export_users::all_users_file(&job.server, args.page_size, job.run.retries).await?;
+    job.input = listing.path().to_path_buf();
+    job.format = Some(input::Format::Csv);
+    job.columns.clear();
+    job.run
+        .results
+        .get_or_insert_with(|| PathBuf::from("remove-external-id.results.csv"));
+    run_job(op, job).await
 }
 
 /// Runs a row job: checks options and input before the network, then the server, then the rows.
@@ -126,17 +195,36 @@ async fn run_job<O: Op>(op: O, args: &JobArgs) -> Result<u8, Fatal> {
         _ => Verbosity::Normal,
     };
 
-    if args.run.dry_run {
-        let server_name = match &args.server.server_name {
-            Some(name) => name.clone(),
-            None => config::connect(&args.server, 1, false).await?.server_name,
+    if args.run.dry_run && !args.run.check {
+        let ctx = match &args.server.server_name {
+            Some(name) => Context {
+                server_name: name.clone(),
+                me: String::new(),
+            },
+            None => {
+                let conn = config::connect(&args.server, 1, false).await?;
+                Context {
+                    server_name: conn.server_name,
+                    me: conn.me,
+                }
+            }
         };
-        return dry_run(&op, Context { server_name }, input, mode, &results);
+        return dry_run(&op, ctx, input, mode, &results);
+    }
+    if op.destructive() && !args.run.dry_run {
+        let what = format!(
+            "run {} on every row of {} against {}",
+            op.name(),
+            spec.name(),
+            args.server.homeserver.as_deref().unwrap_or("the homeserver")
+        );
+        confirm::confirm(&what, args.run.yes).map_err(Fatal::usage)?;
     }
 
     let pool = usize::from(args.run.concurrency);
     let conn = config::connect(&args.server, pool, true).await?;
-    if mode == Mode::All && verbosity != Verbosity::Quiet && has_lines(&results) {
+    let check = args.run.check;
+    if mode == Mode::All && !check && verbosity != Verbosity::Quiet && has_lines(&results) {
         eprintln!(
             "note: {} exists; new lines are appended (--resume would skip the rows it records \
              as done)",
@@ -145,6 +233,7 @@ async fn run_job<O: Op>(op: O, args: &JobArgs) -> Result<u8, Fatal> {
     }
     let settings = Settings {
         results: results.clone(),
+        check,
         mode,
         limits: Limits {
             concurrency: pool,
@@ -153,18 +242,23 @@ async fn run_job<O: Op>(op: O, args: &JobArgs) -> Result<u8, Fatal> {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
         },
-        verbosity,
+        // A check lists the rows that would fail on stdout itself.
+        verbosity: if check { Verbosity::Quiet } else { verbosity },
         progress: verbosity != Verbosity::Quiet && std::io::stderr().is_terminal(),
     };
     let name = op.name();
     let ctx = Context {
         server_name: conn.server_name,
+        me: conn.me,
     };
     let count_from = spec.path.is_some().then(|| (spec.clone(), binder));
     let summary = pipeline::run(Arc::new(op), conn.hs, ctx, input, count_from, settings)
         .await
         .map_err(Fatal::usage)?;
 
+    if check {
+        return Ok(check_summary(name, &summary));
+    }
     eprintln!(
         "{}",
         report::summary_line(name, &summary.tally, summary.skipped, summary.elapsed)
@@ -246,6 +340,39 @@ fn dry_run<O: Op>(
     } else {
         exit::OK
     })
+}
+
+/// `synbatch report`: exit 1 while any row's latest status is failed or invalid.
+fn report_results(path: &Path, failed: Option<&Path>) -> Result<u8, Fatal> {
+    let summary = results::summary::summarise(path, failed).map_err(Fatal::usage)?;
+    results::summary::print(path, &summary, failed, std::io::stdout().lock())
+        .map_err(|e| Fatal::usage(format!("cannot print the report: {e}")))?;
+    let bad = ["failed", "invalid"]
+        .iter()
+        .filter_map(|s| summary.by_status.get(s))
+        .sum::<u64>();
+    Ok(if bad > 0 { exit::ROWS_FAILED } else { exit::OK })
+}
+
+/// The end of `--dry-run --check`: what would happen, and exit 1 if any row would not succeed.
+fn check_summary(job: &str, summary: &pipeline::Summary) -> u8 {
+    let fine = summary.tally.count(Status::Ok);
+    let fail = summary.tally.count(Status::Failed);
+    let invalid = summary.tally.count(Status::Invalid);
+    eprintln!(
+        "check of {job}: {fine} rows would run, {fail} would fail, {invalid} invalid, {} skipped \
+         as done; nothing was changed",
+        summary.skipped
+    );
+    if let Stop::Aborted(reason) = &summary.stop {
+        eprintln!("synbatch: check aborted: {reason}");
+        return exit::ABORTED;
+    }
+    if fail + invalid > 0 {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    }
 }
 
 /// `<dir>/<stem>.results.csv` beside the input; `<job>.results.csv` here for stdin.

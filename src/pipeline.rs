@@ -40,7 +40,11 @@ impl Mode {
 }
 
 pub struct Settings {
+    /// Where results go, and where `--resume`/`--retry-failed` read the earlier run from.
     pub results: PathBuf,
+    /// `--dry-run --check`: run the op's read-only checks instead of the op, print the rows that
+    /// would fail, write nothing.
+    pub check: bool,
     pub mode: Mode,
     pub limits: Limits,
     pub verbosity: Verbosity,
@@ -79,6 +83,40 @@ impl<O: Op> Work for OpWork<O> {
 
     fn attempt(&self, item: &Item<O::Task>) -> impl Future<Output = Attempt<Outcome>> + Send {
         self.op.attempt(&self.hs, &item.task)
+    }
+
+    fn serial_key(&self, item: &Item<O::Task>) -> Option<String> {
+        self.op.serial_key(&item.task)
+    }
+}
+
+/// `--dry-run --check`: the op's read-only checks in place of the op.
+struct CheckWork<O> {
+    op: Arc<O>,
+    hs: Arc<Homeserver>,
+    ctx: Context,
+}
+
+impl<O: Op> Work for CheckWork<O> {
+    type Item = Item<O::Task>;
+    type Output = Outcome;
+
+    async fn attempt(&self, item: &Item<O::Task>) -> Attempt<Outcome> {
+        match self.op.check(&self.hs, &self.ctx, &item.task).await {
+            Ok(None) => Attempt::Done(Outcome {
+                status: Status::Ok,
+                http_status: None,
+                errcode: String::new(),
+                message: "would run".into(),
+            }),
+            Ok(Some(why)) => Attempt::Done(Outcome {
+                status: Status::Failed,
+                http_status: None,
+                errcode: String::new(),
+                message: why,
+            }),
+            Err(e) => crate::ops::classify(e),
+        }
     }
 }
 
@@ -132,7 +170,11 @@ pub async fn run<O: Op>(
             .await
             .expect("results reader does not panic")?,
     };
-    let writer = ResultsWriter::open(&settings.results, op.result_fields())?;
+    let sink = if settings.check {
+        Sink::Plan
+    } else {
+        Sink::File(ResultsWriter::open(&settings.results, op.result_fields())?)
+    };
     let report = Report::new(settings.progress, settings.verbosity);
     if let Some((spec, binder)) = count_from.filter(|_| settings.progress) {
         count_rows_in_background(spec, binder, op.tasks_per_row(), report.bar());
@@ -147,8 +189,9 @@ pub async fn run<O: Op>(
     let bar = report.bar();
     let writer = {
         let cancel = cancel.clone();
-        std::thread::spawn(move || write_results(line_rx, writer, report, cancel))
+        std::thread::spawn(move || write_results(line_rx, sink, report, cancel))
     };
+    let ctx2 = ctx.clone();
     let reader = {
         let (op, line_tx, cancel) = (op.clone(), line_tx.clone(), cancel.clone());
         let lanes = Lanes {
@@ -159,8 +202,13 @@ pub async fn run<O: Op>(
         };
         std::thread::spawn(move || read_and_plan(&*op, &ctx, input, settings.mode, &latest, lanes))
     };
-    let work = OpWork { op, hs };
-    let stop = executor::run(work, settings.limits, task_rx, line_tx, cancel.clone()).await;
+    let stop = if settings.check {
+        let work = CheckWork { op, hs, ctx: ctx2 };
+        executor::run(work, settings.limits, task_rx, line_tx, cancel.clone()).await
+    } else {
+        let work = OpWork { op, hs };
+        executor::run(work, settings.limits, task_rx, line_tx, cancel.clone()).await
+    };
     let (skipped, input_result) = tokio::task::spawn_blocking(move || reader.join())
         .await
         .expect("join of the reader thread")
@@ -241,12 +289,50 @@ fn read_and_plan<O: Op>(
     (skipped, result)
 }
 
+/// Where finished rows go: the results file, or, for `--dry-run --check`, the terminal.
+enum Sink {
+    File(ResultsWriter),
+    Plan,
+}
+
+impl Sink {
+    fn write(&mut self, line: &ResultLine) -> Result<(), ResultsError> {
+        match self {
+            Sink::File(writer) => writer.write(line),
+            Sink::Plan => {
+                if matches!(line.status, Status::Failed | Status::Invalid) {
+                    let verdict = match line.status {
+                        Status::Invalid => "invalid",
+                        _ => "would fail",
+                    };
+                    println!("row {}: {verdict}: {}: {}", line.row, line.key, line.message);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), ResultsError> {
+        match self {
+            Sink::File(writer) => writer.flush(),
+            Sink::Plan => Ok(()),
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), ResultsError> {
+        match self {
+            Sink::File(writer) => writer.sync(),
+            Sink::Plan => Ok(()),
+        }
+    }
+}
+
 /// The writer thread: appends each finished row, hands each batch to the OS as soon as the
 /// channel is momentarily empty, and syncs at the end. If the file cannot be written, the run
 /// is stopped (rows not recorded will run again on resume).
 fn write_results(
     mut lines: mpsc::Receiver<ResultLine>,
-    mut writer: ResultsWriter,
+    mut sink: Sink,
     mut report: Report,
     cancel: CancellationToken,
 ) -> (Tally, Option<ResultsError>) {
@@ -255,7 +341,7 @@ fn write_results(
         let mut next = Some(first);
         while let Some(line) = next {
             if error.is_none() {
-                match writer.write(&line) {
+                match sink.write(&line) {
                     Ok(()) => report.record(&line),
                     Err(e) => {
                         error = Some(e);
@@ -266,14 +352,14 @@ fn write_results(
             next = lines.try_recv().ok();
         }
         if error.is_none()
-            && let Err(e) = writer.flush()
+            && let Err(e) = sink.flush()
         {
             error = Some(e);
             cancel.cancel();
         }
     }
     if error.is_none()
-        && let Err(e) = writer.sync()
+        && let Err(e) = sink.sync()
     {
         error = Some(e);
     }

@@ -29,6 +29,57 @@ pub const ROOM: FieldDef = FieldDef {
     aliases: &["roomid", "roomalias", "alias"],
 };
 
+/// A media item: `mxc://server/media_id` or a bare media id.
+pub const MEDIA: FieldDef = FieldDef {
+    name: "media",
+    aliases: &["mediaid", "mxc", "contenturi", "uri"],
+};
+
+pub const REASON: FieldDef = FieldDef {
+    name: "reason",
+    aliases: &[],
+};
+
+pub const DISPLAYNAME: FieldDef = FieldDef {
+    name: "displayname",
+    aliases: &["name", "fullname"],
+};
+
+pub const PASSWORD: FieldDef = FieldDef {
+    name: "password",
+    aliases: &[],
+};
+
+pub const EMAIL: FieldDef = FieldDef {
+    name: "email",
+    aliases: &["mail", "emailaddress"],
+};
+
+pub const ADMIN: FieldDef = FieldDef {
+    name: "admin",
+    aliases: &["isadmin"],
+};
+
+pub const USER_TYPE: FieldDef = FieldDef {
+    name: "user_type",
+    aliases: &["type"],
+};
+
+pub const PROVIDER: FieldDef = FieldDef {
+    name: "provider",
+    aliases: &["authprovider", "idp"],
+};
+
+pub const EXTERNAL_ID: FieldDef = FieldDef {
+    name: "external_id",
+    aliases: &["subject", "sub"],
+};
+
+pub const ERASE: FieldDef = FieldDef {
+    name: "erase",
+    aliases: &[],
+};
+
 /// `Display Name`, `display_name` and `display-name` all become `displayname`.
 pub fn normalise(header: &str) -> String {
     header
@@ -58,7 +109,7 @@ impl Binder {
             })?;
             let at = fields
                 .iter()
-                .position(|f| f.name == normalise(field))
+                .position(|f| normalise(f.name) == normalise(field))
                 .ok_or_else(|| {
                     let names: Vec<_> = fields.iter().map(|f| f.name).collect();
                     InputError::usage(format!(
@@ -91,8 +142,11 @@ impl Binder {
             Some(at)
         };
         for (i, field) in self.fields.iter().enumerate() {
-            let want = self.overrides[i].as_deref().unwrap_or(field.name);
-            bound[i] = take(want, &mut taken);
+            let want = match &self.overrides[i] {
+                Some(header) => header.clone(),
+                None => normalise(field.name),
+            };
+            bound[i] = take(&want, &mut taken);
         }
         for (i, field) in self.fields.iter().enumerate() {
             if bound[i].is_none() && self.overrides[i].is_none() {

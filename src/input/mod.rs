@@ -10,7 +10,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-pub use columns::{Binder, FieldDef, ROOM, USER};
+pub use columns::{
+    ADMIN, Binder, DISPLAYNAME, EMAIL, ERASE, EXTERNAL_ID, FieldDef, MEDIA, PASSWORD, PROVIDER,
+    REASON, ROOM, USER, USER_TYPE,
+};
 
 /// Input readers' buffer: large enough to hold a header line for delimiter detection.
 const BUFFER: usize = 64 * 1024;

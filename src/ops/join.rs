@@ -7,81 +7,65 @@
 //! Answers that matter for a rerun: a user already in a public room gets 200 again, so the
 //! room's members are read once per room (`GET /_synapse/admin/v1/rooms/<room_id>/members`) to
 //! tell `unchanged` from `ok`; a user already in a non-public room gets 403 "... is already in
-//! the room.", which is `unchanged` too.
+//! the room.", which is `unchanged` too. Aliases are resolved once per run
+//! (`GET /_matrix/client/v3/directory/room/<alias>`); an unknown one is a 404.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-
-use super::{Cache, Context, Op, Outcome, Planned, Users, classify, optional, required};
+use super::rooms::Rooms;
+use super::user_room::{UserRoom, UserRoomRows};
+use super::{Context, Op, Outcome, Planned, Users, classify};
 use crate::executor::Attempt;
 use crate::homeserver::{Homeserver, HsError};
-use crate::input::ids::{self, UserRef};
 use crate::input::{FieldDef, ROOM, Row, USER};
 
 const FIELDS: &[FieldDef] = &[USER, ROOM];
 
 pub struct Join {
-    /// `--room`: every row's user is joined to each of these too.
-    rooms: Vec<String>,
-    room_info: Cache<Arc<RoomInfo>>,
+    rows: UserRoomRows,
+    known: Rooms,
     users: Users,
-}
-
-pub struct JoinTask {
-    user: UserRef,
-    room: String,
-}
-
-/// What is known of a room: its id, and who was in it when the run first looked (plus the users
-/// this run has joined since).
-struct RoomInfo {
-    room_id: String,
-    members: Mutex<HashSet<String>>,
 }
 
 impl Join {
     /// `rooms` are the `--room` values; a bad one is a usage error.
     pub fn new(rooms: &[String]) -> Result<Join, String> {
-        let mut checked = vec![];
-        for room in rooms {
-            let room = ids::room(room).map_err(|e| format!("--room: {e}"))?;
-            if !checked.contains(&room) {
-                checked.push(room);
-            }
-        }
+        let local_only = "the admin join API only takes local users";
         Ok(Join {
-            rooms: checked,
-            room_info: Cache::default(),
+            rows: UserRoomRows::new("join", rooms, Some(local_only))?,
+            known: Rooms::default(),
             users: Users::default(),
         })
     }
+}
 
-    /// Resolves the room once per run: alias to id, and its current members.
-    async fn room(&self, hs: &Homeserver, room: &str) -> Result<Arc<RoomInfo>, HsError> {
-        self.room_info
-            .get_or_try(room, || async {
-                let room_id = if room.starts_with('#') {
-                    hs.resolve_alias(room).await?
-                } else {
-                    room.to_string()
-                };
-                let members = match hs.room_members(&room_id).await {
-                    Ok(members) => members.into_iter().collect(),
-                    // A room this server does not know: the join itself will say why it fails.
-                    Err(HsError::Status { status: 404, .. }) => HashSet::new(),
-                    Err(e) => return Err(e),
-                };
-                Ok(Arc::new(RoomInfo {
-                    room_id,
-                    members: Mutex::new(members),
-                }))
-            })
-            .await
+/// Joins one user to one room: `Ok(true)` when this call joined them, `Ok(false)` when they
+/// were in the room already. Shared by `join` and `create-users --join`.
+pub async fn join_user(
+    hs: &Homeserver,
+    rooms: &Rooms,
+    user_id: &str,
+    room: &str,
+) -> Result<bool, Attempt<Outcome>> {
+    let room_id = rooms.id(hs, room).await?;
+    let joined = rooms.joined(hs, &room_id).await.map_err(classify)?;
+    if joined.lock().unwrap().contains(user_id) {
+        return Ok(false);
     }
+    let already = match hs.admin_join(&room_id, user_id).await {
+        Ok(_) => false,
+        // A non-public room answers a member's rejoin with 403 "... is already in the room."
+        Err(e @ HsError::Status { status: 403, .. })
+            if e.message().contains("is already in the room") =>
+        {
+            true
+        }
+        Err(e) => return Err(classify(e)),
+    };
+    joined.lock().unwrap().insert(user_id.to_string());
+    Ok(!already)
 }
 
 impl Op for Join {
-    type Task = JoinTask;
+    type Task = UserRoom;
 
     fn name(&self) -> &'static str {
         "join"
@@ -92,11 +76,7 @@ impl Op for Join {
     }
 
     fn required_fields(&self) -> Vec<&'static str> {
-        if self.rooms.is_empty() {
-            vec!["user", "room"]
-        } else {
-            vec!["user"]
-        }
+        self.rows.required_fields()
     }
 
     fn result_fields(&self) -> &'static [&'static str] {
@@ -104,113 +84,47 @@ impl Op for Join {
     }
 
     fn tasks_per_row(&self) -> usize {
-        self.rooms.len().max(1)
+        self.rows.tasks_per_row()
     }
 
-    fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<JoinTask>>) {
-        let cells = match &row.cells {
-            Ok(cells) => cells,
-            Err(why) => {
-                out.push(invalid(row.number, "", "", why.clone()));
-                return;
-            }
-        };
-        let user = required(cells, 0, "user").and_then(|u| ids::user(u, &ctx.server_name));
-        let user_text = match (&user, &cells[0]) {
-            (Ok(u), _) => u.as_str().to_string(),
-            (Err(_), crate::input::Cell::Text(t)) => t.clone(),
-            _ => String::new(),
-        };
-        let user = user.and_then(|u| match &u {
-            UserRef::Mxid(id) if ids::server_of(id) != Some(&ctx.server_name) => Err(format!(
-                "user `{id}` is not on this server ({}): the admin join API only takes local users",
-                ctx.server_name
-            )),
-            _ => Ok(u),
-        });
-        let mut rooms: Vec<Result<String, (String, String)>> = vec![];
-        match optional(cells, 1, "room") {
-            Ok(Some(room)) => rooms.push(ids::room(room).map_err(|e| (room.to_string(), e))),
-            Ok(None) => {}
-            Err(e) => rooms.push(Err((String::new(), e))),
-        }
-        rooms.extend(
-            self.rooms
-                .iter()
-                .filter(|r| !rooms.iter().any(|have| have.as_ref() == Ok(*r)))
-                .map(|r| Ok(r.clone()))
-                .collect::<Vec<_>>(),
-        );
-        if rooms.is_empty() {
-            let why = "missing room: the cell is empty and no --room was given".to_string();
-            out.push(invalid(row.number, &user_text, "", why));
-            return;
-        }
-        for room in rooms {
-            let planned = match (&user, room) {
-                (Ok(user), Ok(room)) => Planned {
-                    row: row.number,
-                    key: format!("join {} {room}", user.as_str()),
-                    fields: vec![user.as_str().to_string(), room.clone()],
-                    task: Ok(JoinTask {
-                        user: user.clone(),
-                        room,
-                    }),
-                },
-                (Err(why), Ok(room)) => invalid(row.number, &user_text, &room, why.clone()),
-                (_, Err((room, why))) => invalid(row.number, &user_text, &room, why),
-            };
-            out.push(planned);
-        }
+    fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<UserRoom>>) {
+        self.rows.plan(ctx, row, out)
     }
 
-    async fn attempt(&self, hs: &Homeserver, task: &JoinTask) -> Attempt<Outcome> {
+    async fn attempt(&self, hs: &Homeserver, task: &UserRoom) -> Attempt<Outcome> {
         let user_id = match self.users.resolve(hs, &task.user).await {
             Ok(id) => id,
             Err(attempt) => return attempt,
         };
-        let room = match self.room(hs, &task.room).await {
-            Ok(room) => room,
-            Err(e @ HsError::Status { status: 404, .. }) => {
-                let mut outcome = Outcome::failed(&e);
-                outcome.message = format!("room alias {} does not exist", task.room);
-                return Attempt::Done(outcome);
-            }
-            Err(e) => return classify(e),
-        };
-        if room.members.lock().unwrap().contains(&user_id) {
-            return Attempt::Done(Outcome::unchanged(None, "already in the room"));
-        }
-        match hs.admin_join(&room.room_id, &user_id).await {
-            Ok(_) => {
-                room.members.lock().unwrap().insert(user_id);
-                Attempt::Done(Outcome::ok(200))
-            }
-            Err(e @ HsError::Status { status: 403, .. })
-                if e.message().contains("is already in the room") =>
-            {
-                room.members.lock().unwrap().insert(user_id);
-                Attempt::Done(Outcome::unchanged(Some(403), "already in the room"))
-            }
-            Err(e) => classify(e),
+        match join_user(hs, &self.known, &user_id, &task.room).await {
+            Ok(true) => Attempt::Done(Outcome::ok(200)),
+            Ok(false) => Attempt::Done(Outcome::unchanged(None, "already in the room")),
+            Err(attempt) => attempt,
         }
     }
 
-    fn describe(&self, task: &JoinTask) -> String {
+    /// The user must exist, the room must resolve, and for a room that is not public the admin
+    /// must be in it with power to invite (Synapse invites as the admin, then joins).
+    async fn check(
+        &self,
+        hs: &Homeserver,
+        ctx: &Context,
+        task: &UserRoom,
+    ) -> Result<Option<String>, HsError> {
+        if let Some(why) = self.users.why_missing(hs, &task.user).await? {
+            return Ok(Some(why));
+        }
+        self.known
+            .why_cannot_invite(hs, &ctx.me, &task.room, true)
+            .await
+    }
+
+    fn describe(&self, task: &UserRoom) -> String {
         format!(
             "POST /_synapse/admin/v1/join/{} {{\"user_id\": \"{}\"}}",
             task.room,
             task.user.as_str()
         )
-    }
-}
-
-fn invalid(row: u64, user: &str, room: &str, why: String) -> Planned<JoinTask> {
-    Planned {
-        row,
-        key: format!("join {user} {room}").trim_end().to_string(),
-        fields: vec![user.to_string(), room.to_string()],
-        task: Err(why),
     }
 }
 
@@ -237,6 +151,7 @@ mod tests {
         let mut out = vec![];
         let ctx = Context {
             server_name: server_name.into(),
+            me: String::new(),
         };
         join.plan(&ctx, &row, &mut out);
         out.into_iter()

@@ -4,7 +4,20 @@
 //! only learns from it whether to record, retry or stop.
 
 mod cache;
+pub mod create_users;
+pub mod deactivate;
+pub mod delete_media;
+pub mod export_users;
+pub mod invite;
 pub mod join;
+pub mod kick;
+pub mod passwords;
+pub mod purge_media;
+pub mod remove_external_id;
+mod rooms;
+pub mod set_external_id;
+mod sso;
+mod user_room;
 
 use std::future::Future;
 
@@ -53,6 +66,16 @@ impl Outcome {
         }
     }
 
+    /// A failure that synbatch itself finds (the account exists, a file cannot be written).
+    pub fn failed_because(message: String) -> Self {
+        Outcome {
+            status: Status::Failed,
+            http_status: None,
+            errcode: String::new(),
+            message,
+        }
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Outcome {
             status: Status::Invalid,
@@ -78,6 +101,8 @@ pub struct Planned<T> {
 pub struct Context {
     /// Qualifies bare localparts; users on other servers are remote.
     pub server_name: String,
+    /// The token's own user id (empty for a dry run that did not connect).
+    pub me: String,
 }
 
 pub trait Op: Send + Sync + 'static {
@@ -103,6 +128,26 @@ pub trait Op: Send + Sync + 'static {
         hs: &Homeserver,
         task: &Self::Task,
     ) -> impl Future<Output = Attempt<Outcome>> + Send;
+    /// Tasks with the same serial key never run at the same time (rows that read, change and
+    /// write back one account).
+    fn serial_key(&self, _task: &Self::Task) -> Option<String> {
+        None
+    }
+    /// Whether the job cannot be undone (it then asks for confirmation, or needs `--yes`).
+    fn destructive(&self) -> bool {
+        false
+    }
+    /// `--dry-run --check`: read-only requests that find why a task would fail; `None` when
+    /// nothing stands in its way.
+    fn check(
+        &self,
+        hs: &Homeserver,
+        ctx: &Context,
+        task: &Self::Task,
+    ) -> impl Future<Output = Result<Option<String>, HsError>> + Send {
+        let _ = (hs, ctx, task);
+        async { Ok(None) }
+    }
     /// The request a task will send, for `--dry-run`.
     fn describe(&self, task: &Self::Task) -> String;
 }
@@ -163,6 +208,31 @@ pub fn optional<'r>(row: &'r [Cell], at: usize, field: &str) -> Result<Option<&'
     }
 }
 
+/// A yes/no cell: true/false, yes/no, 1/0, in any case.
+pub fn boolean(field: &str, text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(format!(
+            "{field} `{text}` is not a yes/no value (true/false, yes/no, 1/0)"
+        )),
+    }
+}
+
+/// A user cell that must name an account of this server (by id, localpart or email).
+pub fn local_user(cells: &[Cell], ctx: &Context, job: &str) -> Result<UserRef, String> {
+    let user = crate::input::ids::user(required(cells, 0, "user")?, &ctx.server_name)?;
+    if let UserRef::Mxid(id) = &user
+        && crate::input::ids::server_of(id) != Some(&ctx.server_name)
+    {
+        return Err(format!(
+            "user `{id}` is not on this server ({}): {job} works on local accounts only",
+            ctx.server_name
+        ));
+    }
+    Ok(user)
+}
+
 /// Resolves email addresses to user ids through the admin threepid lookup, once per address.
 #[derive(Default)]
 pub struct Users {
@@ -192,6 +262,27 @@ impl Users {
                 Err(Attempt::Done(outcome))
             }
             Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// For `--check`: why a user cell names no existing account, if it does not.
+    pub async fn why_missing(&self, hs: &Homeserver, user: &UserRef) -> Result<Option<String>, HsError> {
+        let user_id = match user {
+            UserRef::Mxid(id) => id.clone(),
+            UserRef::Email(address) => {
+                match self.by_email.get_or_try(address, || hs.user_by_email(address)).await {
+                    Ok(id) => id,
+                    Err(HsError::Status { status: 404, .. }) => {
+                        return Ok(Some(format!("no account has the email address {address}")));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match hs.user(&user_id).await {
+            Ok(_) => Ok(None),
+            Err(HsError::Status { status: 404, .. }) => Ok(Some(format!("no account {user_id}"))),
+            Err(e) => Err(e),
         }
     }
 }

@@ -156,6 +156,28 @@ impl Synapse {
         members
     }
 
+    /// Logs in with a password (the Client-Server API); the status tells whether it worked.
+    pub async fn login(&self, user_id: &str, password: &str) -> u16 {
+        let body = json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user_id},
+            "password": password,
+        });
+        let response = reqwest::Client::new()
+            .post(format!("{}/_matrix/client/v3/login", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("test Synapse answers");
+        response.status().as_u16()
+    }
+
+    /// The account as the admin API shows it.
+    pub async fn user(&self, user_id: &str) -> (u16, Value) {
+        let path = format!("/_synapse/admin/v2/users/{}", enc(user_id));
+        self.call("GET", &path, None).await
+    }
+
     /// A token for a user who is not an admin.
     pub async fn user_token(&self, user_id: &str) -> String {
         let path = format!("/_synapse/admin/v1/users/{}/login", enc(user_id));
@@ -236,4 +258,86 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
     path
+}
+
+impl Synapse {
+    /// An account's SSO mappings as sorted `provider:id` strings (the account must exist).
+    pub async fn external_ids(&self, user_id: &str) -> Vec<String> {
+        let path = format!("/_synapse/admin/v2/users/{}", enc(user_id));
+        let (status, body) = self.call("GET", &path, None).await;
+        assert_eq!(status, 200, "GET {user_id}: {body}");
+        let mut ids: Vec<String> = body["external_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}:{}",
+                    m["auth_provider"].as_str().unwrap(),
+                    m["external_id"].as_str().unwrap()
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Uploads `bytes` as `token`'s user; returns the `mxc://` URI.
+    pub async fn upload(&self, token: &str, bytes: Vec<u8>) -> String {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/_matrix/media/v3/upload?filename=test.bin",
+                self.url
+            ))
+            .bearer_auth(token)
+            .header("Content-Type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .expect("test Synapse answers");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "upload: {body}");
+        body["content_uri"].as_str().unwrap().to_string()
+    }
+
+    /// What the admin API knows of a local `mxc://` item: (status, media_info).
+    pub async fn media_info(&self, mxc: &str) -> (u16, Value) {
+        let (server, id) = mxc
+            .strip_prefix("mxc://")
+            .and_then(|rest| rest.split_once('/'))
+            .unwrap();
+        let path = format!("/_synapse/admin/v1/media/{}/{}", enc(server), enc(id));
+        let (status, body) = self.call("GET", &path, None).await;
+        (status, body["media_info"].clone())
+    }
+}
+
+/// `first | second`, both synbatch against `server`, run in `dir`.
+pub fn run_piped(server: &Synapse, dir: &Path, first: &[&str], second: &[&str]) -> (Run, Run) {
+    let spawn = |args: &[&str], stdin: Stdio| {
+        synbatch()
+            .current_dir(dir)
+            .env("SYNBATCH_TOKEN", &server.admin_token)
+            .arg(args[0])
+            .args(["--homeserver", &server.url])
+            .args(&args[1..])
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run synbatch")
+    };
+    let mut producer = spawn(first, Stdio::null());
+    let pipe = producer.stdout.take().unwrap();
+    let consumer = spawn(second, Stdio::from(pipe));
+    let second_run = finish(
+        consumer.wait_with_output().unwrap(),
+        Some(&server.admin_token),
+    );
+    let first_run = finish(
+        producer.wait_with_output().unwrap(),
+        Some(&server.admin_token),
+    );
+    (first_run, second_run)
 }

@@ -9,8 +9,16 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use url::Url;
+
+mod media;
+mod rooms;
+mod users;
+
+pub use media::{DeletedMedia, MediaPurge};
+pub use rooms::{Membership, RoomState};
+pub use users::{ExternalId, ListedUser, Threepid, User, UserPage, UserQuery};
 
 /// An access token. Its `Debug` never shows the secret, so it cannot leak through a log line.
 #[derive(Clone)]
@@ -187,89 +195,6 @@ impl Homeserver {
         Ok(me.user_id)
     }
 
-    /// `GET /_synapse/admin/v1/users/<user_id>/admin`: whether a user is a server admin.
-    /// Asked with a non-admin token it answers 403 "You are not a server admin".
-    pub async fn is_admin(&self, user_id: &str) -> Result<bool, HsError> {
-        #[derive(Deserialize)]
-        struct Admin {
-            admin: bool,
-        }
-        let answer: Admin = self
-            .call_as(
-                Method::GET,
-                &["_synapse", "admin", "v1", "users", user_id, "admin"],
-                None,
-            )
-            .await?;
-        Ok(answer.admin)
-    }
-
-    /// `POST /_synapse/admin/v1/join/<room_id_or_alias>` with `{"user_id"}`: returns the room id.
-    pub async fn admin_join(&self, room: &str, user_id: &str) -> Result<String, HsError> {
-        #[derive(Deserialize)]
-        struct Joined {
-            room_id: String,
-        }
-        let body = json!({ "user_id": user_id });
-        let joined: Joined = self
-            .call_as(
-                Method::POST,
-                &["_synapse", "admin", "v1", "join", room],
-                Some(&body),
-            )
-            .await?;
-        Ok(joined.room_id)
-    }
-
-    /// `GET /_synapse/admin/v1/threepid/email/users/<address>`: the user an email belongs to.
-    pub async fn user_by_email(&self, address: &str) -> Result<String, HsError> {
-        #[derive(Deserialize)]
-        struct Found {
-            user_id: String,
-        }
-        let found: Found = self
-            .call_as(
-                Method::GET,
-                &[
-                    "_synapse", "admin", "v1", "threepid", "email", "users", address,
-                ],
-                None,
-            )
-            .await?;
-        Ok(found.user_id)
-    }
-
-    /// `GET /_matrix/client/v3/directory/room/<alias>`: the room id an alias points to.
-    pub async fn resolve_alias(&self, alias: &str) -> Result<String, HsError> {
-        #[derive(Deserialize)]
-        struct Directory {
-            room_id: String,
-        }
-        let found: Directory = self
-            .call_as(
-                Method::GET,
-                &["_matrix", "client", "v3", "directory", "room", alias],
-                None,
-            )
-            .await?;
-        Ok(found.room_id)
-    }
-
-    /// `GET /_synapse/admin/v1/rooms/<room_id>/members`: the users joined to a room.
-    pub async fn room_members(&self, room_id: &str) -> Result<Vec<String>, HsError> {
-        #[derive(Deserialize)]
-        struct Members {
-            members: Vec<String>,
-        }
-        let found: Members = self
-            .call_as(
-                Method::GET,
-                &["_synapse", "admin", "v1", "rooms", room_id, "members"],
-                None,
-            )
-            .await?;
-        Ok(found.members)
-    }
 }
 
 /// Reads a Matrix error body `{"errcode", "error", "retry_after_ms"}`; anything else (an HTML page

@@ -10,6 +10,8 @@ use std::fs::{File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+pub mod summary;
 use std::time::{Duration, Instant, SystemTime};
 
 pub const FIXED_COLUMNS: [&str; 9] = [
@@ -269,13 +271,10 @@ impl Latest {
 
     /// Reads a results file; a missing file is an empty history.
     pub fn load(path: &Path) -> Result<Latest, ResultsError> {
-        let mut file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Latest::default()),
-            Err(e) => return Err(io_err(path)(e)),
-        };
-        let torn_tail = ends_without_newline(&mut file).map_err(io_err(path))?;
-        file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+        if !path.exists() {
+            return Ok(Latest::default());
+        }
+        let (file, torn_tail) = open_lines(path)?;
         Self::read(file, torn_tail).map_err(|source| ResultsError::Csv {
             path: path.to_path_buf(),
             source,
@@ -283,43 +282,65 @@ impl Latest {
     }
 
     fn read(file: File, torn_tail: bool) -> Result<Latest, csv::Error> {
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_reader(std::io::BufReader::with_capacity(256 * 1024, file));
-        let headers = reader.byte_headers()?.clone();
-        let column = |name: &str| headers.iter().position(|h| h == name.as_bytes());
-        let (Some(key_at), Some(status_at)) = (column("key"), column("status")) else {
-            return Ok(Latest::default());
-        };
-        let width = headers.len();
         let mut latest = Latest::default();
-        let mut record = csv::ByteRecord::new();
-        // Each line is applied once the next one has been read, so that a torn last line (the
-        // writer died mid-line) is never applied.
-        let mut pending: Option<(KeyId, Status)> = None;
-        while reader.read_byte_record(&mut record)? {
-            if let Some((key, status)) = pending.take() {
-                latest.status.insert(key, status);
-            }
-            // A torn line that was closed off by a later run has too few fields.
-            if record.len() != width {
-                continue;
-            }
+        let mut columns = None;
+        each_line(file, torn_tail, |headers, _, record| {
+            let (key_at, status_at) = *columns.get_or_insert_with(|| {
+                let at = |name: &str| headers.iter().position(|h| h == name.as_bytes());
+                (at("key"), at("status"))
+            });
+            let (Some(key_at), Some(status_at)) = (key_at, status_at) else {
+                return;
+            };
             let status = std::str::from_utf8(&record[status_at])
                 .ok()
                 .and_then(Status::parse);
-            let key = std::str::from_utf8(&record[key_at]).ok();
-            if let (Some(status), Some(key)) = (status, key) {
-                pending = Some((KeyId::of(key), status));
+            if let (Some(status), Ok(key)) = (status, std::str::from_utf8(&record[key_at])) {
+                latest.status.insert(KeyId::of(key), status);
             }
-        }
-        if let Some((key, status)) = pending
-            && !torn_tail
-        {
-            latest.status.insert(key, status);
-        }
+        })?;
         Ok(latest)
     }
+}
+
+/// Calls `each(headers, line_number, record)` for every whole line of a results file: lines
+/// with the header's width, and not a torn last line (one the writer did not finish).
+pub fn each_line(
+    file: File,
+    torn_tail: bool,
+    mut each: impl FnMut(&csv::ByteRecord, u64, &csv::ByteRecord),
+) -> Result<csv::ByteRecord, csv::Error> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(std::io::BufReader::with_capacity(256 * 1024, file));
+    let headers = reader.byte_headers()?.clone();
+    let mut record = csv::ByteRecord::new();
+    let mut pending = csv::ByteRecord::new();
+    let mut have_pending = false;
+    let mut number = 0u64;
+    // Each line is handed on once the next one has been read, so that a torn last line is
+    // never handed on.
+    while reader.read_byte_record(&mut record)? {
+        if have_pending {
+            each(&headers, number, &pending);
+        }
+        number += 1;
+        // A torn line that a later run cut short has too few fields.
+        have_pending = record.len() == headers.len();
+        std::mem::swap(&mut pending, &mut record);
+    }
+    if have_pending && !torn_tail {
+        each(&headers, number, &pending);
+    }
+    Ok(headers)
+}
+
+/// Opens a results file for [`each_line`]: the file, and whether its last line is torn.
+pub fn open_lines(path: &Path) -> Result<(File, bool), ResultsError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let torn_tail = ends_without_newline(&mut file).map_err(io_err(path))?;
+    file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    Ok((file, torn_tail))
 }
 
 /// Truncates the file after its last newline.

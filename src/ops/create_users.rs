@@ -1,0 +1,456 @@
+//! `create-users`: accounts from a spreadsheet, with the admin API.
+//!
+//! `GET /_synapse/admin/v2/users/<user_id>` first, because `PUT /_synapse/admin/v2/users/<user_id>`
+//! both creates (201) and modifies (200): without the GET an update would create accounts, and
+//! a create would overwrite them. The body carries only what the row gives: `displayname`,
+//! `password` (at most 512 characters), `threepids` `[{medium: "email", address}]`, `admin`,
+//! `user_type`, `external_ids` `[{auth_provider, external_id}]`. `threepids` and `external_ids`
+//! replace the whole list, so an update sends the account's own list with the new entry.
+//!
+//! If the SSO mapping is already another account's, Synapse answers 409 "External id is already
+//! in use." and, on create, makes the account anyway without the mapping: that row is `failed`
+//! with a message that says so and names the owner.
+//!
+//! `--join ROOM` joins each account as part of its row (the admin join API, as `join` does); the
+//! row is `ok` only when all of it is done, and a rerun finishes what is missing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Map, Value, json};
+
+use super::join::join_user;
+use super::passwords::{self, PasswordFile};
+use super::rooms::Rooms;
+use super::user_room::checked_rooms;
+use super::{Context, Op, Outcome, Planned, boolean, classify, local_user, optional};
+use crate::cli::OnExisting;
+use crate::executor::Attempt;
+use crate::homeserver::{ExternalId, Homeserver, HsError, Threepid, User};
+use crate::input::ids::UserRef;
+use crate::input::{
+    ADMIN, Cell, DISPLAYNAME, EMAIL, EXTERNAL_ID, FieldDef, PASSWORD, PROVIDER, Row, USER,
+    USER_TYPE,
+};
+
+const FIELDS: &[FieldDef] = &[
+    USER,
+    DISPLAYNAME,
+    PASSWORD,
+    EMAIL,
+    ADMIN,
+    USER_TYPE,
+    PROVIDER,
+    EXTERNAL_ID,
+];
+
+/// The results file gets every field but the password.
+const RESULT_FIELDS: &[&str] = &[
+    "user",
+    "displayname",
+    "email",
+    "admin",
+    "user_type",
+    "provider",
+    "external_id",
+];
+
+pub struct CreateUsers {
+    on_existing: OnExisting,
+    passwords: Option<PasswordFile>,
+    /// Whether to generate passwords (the file is opened only for a real run).
+    generate: bool,
+    join: Vec<String>,
+    rooms: Rooms,
+}
+
+/// What a row asks for.
+pub struct NewUser {
+    user_id: String,
+    displayname: Option<String>,
+    password: Option<String>,
+    /// Made by `--generate-passwords` for a row without a password.
+    generated: Option<String>,
+    email: Option<String>,
+    admin: Option<bool>,
+    user_type: Option<String>,
+    external_id: Option<ExternalId>,
+    /// This row's PUT created the account: a retry after a lost answer must not take the
+    /// account for someone else's.
+    created: AtomicBool,
+    put_sent: AtomicBool,
+}
+
+impl CreateUsers {
+    pub fn new(
+        on_existing: OnExisting,
+        generate: bool,
+        passwords: Option<PasswordFile>,
+        join: &[String],
+    ) -> Result<CreateUsers, String> {
+        Ok(CreateUsers {
+            on_existing,
+            passwords,
+            generate,
+            join: checked_rooms("--join", join)?,
+            rooms: Rooms::default(),
+        })
+    }
+
+    fn read(&self, ctx: &Context, cells: &[Cell]) -> Result<NewUser, String> {
+        let user_id = match local_user(cells, ctx, "create-users")? {
+            UserRef::Mxid(id) => id,
+            UserRef::Email(address) => {
+                return Err(format!(
+                    "user `{address}` is an email address: name the new account by user id or \
+                     localpart, and put the address in the email column"
+                ));
+            }
+        };
+        let text = |at: usize, field: &str| -> Result<Option<String>, String> {
+            Ok(optional(cells, at, field)?.map(String::from))
+        };
+        let password = text(2, "password")?;
+        if password.as_ref().is_some_and(|p| p.len() > 512) {
+            return Err("password is longer than 512 characters".into());
+        }
+        let email = text(3, "email")?.map(|e| e.to_lowercase());
+        if let Some(email) = &email
+            && crate::input::ids::user(email, "")
+                .ok()
+                .filter(|u| matches!(u, UserRef::Email(_)))
+                .is_none()
+        {
+            return Err(format!("email `{email}` is not an email address"));
+        }
+        let admin = text(4, "admin")?
+            .map(|a| boolean("admin", &a))
+            .transpose()?;
+        let external_id = match (text(6, "provider")?, text(7, "external_id")?) {
+            (Some(auth_provider), Some(external_id)) => Some(ExternalId {
+                auth_provider,
+                external_id,
+            }),
+            (None, None) => None,
+            (Some(p), None) => {
+                return Err(format!("provider `{p}` is given without an external_id"));
+            }
+            (None, Some(id)) => return Err(format!("external_id `{id}` is given without a provider")),
+        };
+        let generated = (self.generate && password.is_none()).then(passwords::generate);
+        Ok(NewUser {
+            user_id,
+            displayname: text(1, "displayname")?,
+            password,
+            generated,
+            email,
+            admin,
+            user_type: text(5, "user_type")?,
+            external_id,
+            created: AtomicBool::new(false),
+            put_sent: AtomicBool::new(false),
+        })
+    }
+
+    /// The PUT body that creates the account.
+    fn create_body(task: &NewUser) -> Value {
+        let mut body = Map::new();
+        if let Some(password) = task.password.as_ref().or(task.generated.as_ref()) {
+            body.insert("password".into(), json!(password));
+        }
+        if let Some(name) = &task.displayname {
+            body.insert("displayname".into(), json!(name));
+        }
+        if let Some(email) = &task.email {
+            body.insert("threepids".into(), json!([{"medium": "email", "address": email}]));
+        }
+        if let Some(admin) = task.admin {
+            body.insert("admin".into(), json!(admin));
+        }
+        if let Some(user_type) = &task.user_type {
+            body.insert("user_type".into(), json!(user_type));
+        }
+        if let Some(id) = &task.external_id {
+            body.insert("external_ids".into(), json!([id]));
+        }
+        Value::Object(body)
+    }
+
+    /// The PUT body that brings an existing account to what the row gives; empty when it
+    /// already is so. Lists keep the account's own entries.
+    fn update_body(task: &NewUser, account: &User) -> Map<String, Value> {
+        let mut body = Map::new();
+        if let Some(password) = &task.password {
+            body.insert("password".into(), json!(password));
+        }
+        if task.displayname.is_some() && task.displayname != account.displayname {
+            body.insert("displayname".into(), json!(task.displayname));
+        }
+        if let Some(admin) = task.admin.filter(|a| *a != account.admin) {
+            body.insert("admin".into(), json!(admin));
+        }
+        if task.user_type.is_some() && task.user_type != account.user_type {
+            body.insert("user_type".into(), json!(task.user_type));
+        }
+        if let Some(email) = &task.email {
+            let has = account
+                .threepids
+                .iter()
+                .any(|t| t.medium == "email" && t.address.eq_ignore_ascii_case(email));
+            if !has {
+                let mut threepids: Vec<Threepid> = account.threepids.clone();
+                threepids.push(Threepid {
+                    medium: "email".into(),
+                    address: email.clone(),
+                });
+                body.insert("threepids".into(), json!(threepids));
+            }
+        }
+        if let Some(wanted) = &task.external_id
+            && !account.external_ids.contains(wanted)
+        {
+            // This provider's mapping becomes the row's; other providers' stay.
+            let mut ids: Vec<&ExternalId> = account
+                .external_ids
+                .iter()
+                .filter(|e| e.auth_provider != wanted.auth_provider)
+                .collect();
+            ids.push(wanted);
+            body.insert("external_ids".into(), json!(ids));
+        }
+        body
+    }
+
+    /// A 409: say who owns the mapping, and that a new account exists without it.
+    async fn conflict(&self, hs: &Homeserver, task: &NewUser, e: &HsError, new: bool) -> Outcome {
+        let mut outcome = Outcome::failed(e);
+        let Some(id) = &task.external_id else {
+            return outcome;
+        };
+        let owner = match hs.user_by_external_id(&id.auth_provider, &id.external_id).await {
+            Ok(owner) => owner,
+            Err(_) => "another account".into(),
+        };
+        outcome.message = if new {
+            format!(
+                "{} was created WITHOUT its SSO mapping: {} id {} already belongs to {owner}",
+                task.user_id, id.auth_provider, id.external_id
+            )
+        } else {
+            format!(
+                "{} id {} already belongs to {owner}; {} was not changed",
+                id.auth_provider, id.external_id, task.user_id
+            )
+        };
+        outcome
+    }
+
+    fn record_password(&self, task: &NewUser) -> Result<(), Outcome> {
+        match (&self.passwords, &task.generated) {
+            (Some(file), Some(password)) => file
+                .record(&task.user_id, password)
+                .map_err(Outcome::failed_because),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Op for CreateUsers {
+    type Task = NewUser;
+
+    fn name(&self) -> &'static str {
+        "create-users"
+    }
+
+    fn input_fields(&self) -> &'static [FieldDef] {
+        FIELDS
+    }
+
+    fn required_fields(&self) -> Vec<&'static str> {
+        vec!["user"]
+    }
+
+    fn result_fields(&self) -> &'static [&'static str] {
+        RESULT_FIELDS
+    }
+
+    fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<NewUser>>) {
+        let cells = match &row.cells {
+            Ok(cells) => cells,
+            Err(why) => {
+                out.push(Planned {
+                    row: row.number,
+                    key: "create-users".into(),
+                    fields: vec![String::new(); RESULT_FIELDS.len()],
+                    task: Err(why.clone()),
+                });
+                return;
+            }
+        };
+        let task = self.read(ctx, cells);
+        // Results show what the row said (less the password), valid or not.
+        let cell = |at: usize| match &cells[at] {
+            Cell::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        let user = task.as_ref().map_or_else(|_| cell(0), |t| t.user_id.clone());
+        let fields = vec![
+            user.clone(),
+            cell(1),
+            cell(3),
+            cell(4),
+            cell(5),
+            cell(6),
+            cell(7),
+        ];
+        out.push(Planned {
+            row: row.number,
+            key: format!("create-users {user}"),
+            fields,
+            task,
+        });
+    }
+
+    fn serial_key(&self, task: &NewUser) -> Option<String> {
+        Some(task.user_id.clone())
+    }
+
+    async fn attempt(&self, hs: &Homeserver, task: &NewUser) -> Attempt<Outcome> {
+        let existing = match hs.user(&task.user_id).await {
+            Ok(account) => Some(account),
+            Err(HsError::Status { status: 404, .. }) => None,
+            Err(e) => return classify(e),
+        };
+        // What this row did to the account: created it, changed it, or nothing.
+        let mut done = if task.created.load(Ordering::SeqCst) {
+            Some(201)
+        } else {
+            None
+        };
+        match existing {
+            Some(_) if done.is_some() => {}
+            // An earlier attempt's PUT went through but its answer was lost.
+            Some(_) if task.put_sent.load(Ordering::SeqCst) => {
+                task.created.store(true, Ordering::SeqCst);
+                if let Err(outcome) = self.record_password(task) {
+                    return Attempt::Done(outcome);
+                }
+                done = Some(201);
+            }
+            Some(account) => match self.on_existing {
+                OnExisting::Skip => {}
+                OnExisting::Fail => {
+                    let why = format!("{} exists already (--on-existing fail)", task.user_id);
+                    return Attempt::Done(Outcome::failed_because(why));
+                }
+                OnExisting::Update => {
+                    let body = Self::update_body(task, &account);
+                    if !body.is_empty() {
+                        match hs.put_user(&task.user_id, &Value::Object(body)).await {
+                            Ok(status) => done = Some(status),
+                            Err(e @ HsError::Status { status: 409, .. }) => {
+                                return Attempt::Done(self.conflict(hs, task, &e, false).await);
+                            }
+                            Err(e) => return classify(e),
+                        }
+                    }
+                }
+            },
+            None => {
+                task.put_sent.store(true, Ordering::SeqCst);
+                match hs.put_user(&task.user_id, &Self::create_body(task)).await {
+                    Ok(status) => {
+                        task.created.store(true, Ordering::SeqCst);
+                        if let Err(outcome) = self.record_password(task) {
+                            return Attempt::Done(outcome);
+                        }
+                        done = Some(status);
+                    }
+                    Err(e @ HsError::Status { status: 409, .. }) => {
+                        // Synapse made the account all the same, with this row's password.
+                        task.created.store(true, Ordering::SeqCst);
+                        if let Err(outcome) = self.record_password(task) {
+                            return Attempt::Done(outcome);
+                        }
+                        return Attempt::Done(self.conflict(hs, task, &e, true).await);
+                    }
+                    Err(e) => return classify(e),
+                }
+            }
+        }
+        let mut joined = false;
+        for room in &self.join {
+            match join_user(hs, &self.rooms, &task.user_id, room).await {
+                Ok(now) => joined |= now,
+                Err(Attempt::Done(mut outcome)) => {
+                    let account = if done == Some(201) { "created" } else { "exists" };
+                    outcome.message =
+                        format!("account {account}, but joining {room} failed: {}", outcome.message);
+                    return Attempt::Done(outcome);
+                }
+                Err(other) => return other,
+            }
+        }
+        match (done, joined) {
+            (Some(status), _) => Attempt::Done(Outcome::ok(status)),
+            (None, true) => Attempt::Done(Outcome::ok(200)),
+            (None, false) if self.join.is_empty() => {
+                Attempt::Done(Outcome::unchanged(None, "account exists"))
+            }
+            (None, false) => Attempt::Done(Outcome::unchanged(
+                None,
+                "account exists and is in every --join room",
+            )),
+        }
+    }
+
+    /// An account that `--on-existing fail` would refuse, an SSO mapping that is another
+    /// account's, a `--join` room the admin cannot bring users into.
+    async fn check(
+        &self,
+        hs: &Homeserver,
+        ctx: &Context,
+        task: &NewUser,
+    ) -> Result<Option<String>, HsError> {
+        let exists = match hs.user(&task.user_id).await {
+            Ok(_) => true,
+            Err(HsError::Status { status: 404, .. }) => false,
+            Err(e) => return Err(e),
+        };
+        if exists && self.on_existing == OnExisting::Fail {
+            return Ok(Some(format!("{} exists already (--on-existing fail)", task.user_id)));
+        }
+        if let Some(id) = &task.external_id {
+            match hs.user_by_external_id(&id.auth_provider, &id.external_id).await {
+                Ok(owner) if owner != task.user_id => {
+                    return Ok(Some(format!(
+                        "{} id {} already belongs to {owner}",
+                        id.auth_provider, id.external_id
+                    )));
+                }
+                Ok(_) | Err(HsError::Status { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for room in &self.join {
+            if let Some(why) = self.rooms.why_cannot_invite(hs, &ctx.me, room, true).await? {
+                return Ok(Some(why));
+            }
+        }
+        Ok(None)
+    }
+
+    fn describe(&self, task: &NewUser) -> String {
+        let mut body = Self::create_body(task);
+        if body.get("password").is_some() {
+            body["password"] = json!("<hidden>");
+        }
+        let mut text = format!(
+            "GET, then PUT /_synapse/admin/v2/users/{} {body}",
+            task.user_id
+        );
+        if !self.join.is_empty() {
+            text.push_str(&format!(" (if absent); then join {}", self.join.join(", ")));
+        }
+        text
+    }
+}

@@ -1,0 +1,647 @@
+//! `export-users`: every account of the server, streamed to CSV or JSON Lines.
+//!
+//! `GET /_synapse/admin/v2/users?from=<next_token>&limit=<n>` -> `{"users": [...], "total": N,
+//! "next_token": "..."}`, page after page until `next_token` is absent. Never `limit=0` (its
+//! `next_token` is "0" forever). Deactivated accounts are listed only with `deactivated=true`,
+//! guests only with `guests=true`. `next_token` is an offset, so an account created during the
+//! export shifts the next page by one: a name already on the previous page is not written twice.
+//!
+//! List entries carry no SSO mappings: with `--with-external-ids` (or `--provider`), each
+//! account is read with `GET /_synapse/admin/v2/users/<user_id>`, through the same executor as
+//! the row jobs (concurrent, rate-limited, retried). Lines keep the list's order.
+//!
+//! Columns: user, displayname, admin, deactivated, user_type, creation_ts (milliseconds, as the
+//! list gives it), and with external ids one `external_ids` cell: `provider:id` pairs joined by
+//! `;` (a `%` or `;` inside a value is written `%25` or `%3B`). The `user` column makes the file
+//! a valid input for every row job.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{ExportFormat, ExportUsersArgs, ServerArgs};
+use crate::config::{self, ConfigError};
+use crate::executor::{self, Attempt, Finished, Limits, Stop, Transient, Work};
+use crate::homeserver::{ExternalId, Homeserver, HsError, ListedUser, UserPage, UserQuery};
+use crate::ops::{Outcome, classify};
+
+/// How far the lister may run ahead of the line being written (bounds memory).
+const WINDOW: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// No page can be read (token refused, server unreachable).
+    #[error("{0}")]
+    Abort(String),
+    #[error("listing accounts from {from}: {message}")]
+    Failed { from: String, message: String },
+    #[error(
+        "listing accounts: the server's next_token did not advance (from {from} to {next}); \
+         stopped rather than page forever"
+    )]
+    Stuck { from: String, next: String },
+}
+
+/// Pages through the account list: retries passing failures, drops a repeat of the previous
+/// page's accounts, and stops if the server's token does not move forward.
+pub struct Pager<'a> {
+    hs: &'a Homeserver,
+    query: UserQuery,
+    limits: Limits,
+    from: Option<String>,
+    previous: HashSet<String>,
+    /// `total` of the latest page: how many accounts match, by the server's count.
+    pub total: u64,
+}
+
+impl<'a> Pager<'a> {
+    pub fn new(hs: &'a Homeserver, query: UserQuery, retries: u32) -> Self {
+        Pager {
+            hs,
+            query,
+            limits: Limits {
+                concurrency: 1,
+                rate: None,
+                retries,
+                backoff_base: Duration::from_millis(500),
+                backoff_max: Duration::from_secs(30),
+            },
+            from: Some("0".into()),
+            previous: HashSet::new(),
+            total: 0,
+        }
+    }
+
+    /// The next page's accounts (not already seen on the previous page); `None` at the end.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<ListedUser>>, ListError> {
+        let Some(from) = self.from.take() else {
+            return Ok(None);
+        };
+        let page = self.fetch(&from).await?;
+        self.total = page.total;
+        self.from = match page.next_token {
+            Some(next) if page.users.is_empty() || !advances(&from, &next) => {
+                return Err(ListError::Stuck { from, next });
+            }
+            next => next,
+        };
+        let names: HashSet<String> = page.users.iter().map(|u| u.name.clone()).collect();
+        let fresh = page
+            .users
+            .into_iter()
+            .filter(|u| !self.previous.contains(&u.name))
+            .collect();
+        self.previous = names;
+        Ok(Some(fresh))
+    }
+
+    async fn fetch(&self, from: &str) -> Result<UserPage, ListError> {
+        let (mut failures, mut paused) = (0, 0);
+        loop {
+            let error = match self.hs.users_page(&self.query, from).await {
+                Ok(page) => return Ok(page),
+                Err(e) => e,
+            };
+            let failed = |o: Outcome| ListError::Failed {
+                from: from.to_string(),
+                message: format!("{} {} {}", o.http_status.unwrap_or(0), o.errcode, o.message),
+            };
+            let wait = match classify(error) {
+                Attempt::Abort(reason) => return Err(ListError::Abort(reason)),
+                Attempt::Done(outcome) => return Err(failed(outcome)),
+                Attempt::Retry { last, kind } => match kind {
+                    Transient::RateLimited(after) if paused < 100 => {
+                        paused += 1;
+                        after.unwrap_or_else(|| executor::backoff(&self.limits, paused))
+                    }
+                    _ if failures < self.limits.retries => {
+                        failures += 1;
+                        executor::backoff(&self.limits, failures)
+                    }
+                    _ => return Err(failed(last)),
+                },
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Whether a next_token moves forward from `from` (both are offsets in Synapse; compared as
+/// text when they are not numbers).
+fn advances(from: &str, next: &str) -> bool {
+    match (from.parse::<u64>(), next.parse::<u64>()) {
+        (Ok(a), Ok(b)) => b > a,
+        _ => from != next,
+    }
+}
+
+/// One account on its way through the executor, numbered in list order.
+struct Listed {
+    seq: u64,
+    user: ListedUser,
+}
+
+/// Reads one account's SSO mappings; an account gone since it was listed is `Err(None)`.
+struct ReadMappings {
+    hs: Arc<Homeserver>,
+}
+
+type Mappings = Result<Vec<ExternalId>, Option<Outcome>>;
+
+impl Work for ReadMappings {
+    type Item = Listed;
+    type Output = Mappings;
+
+    async fn attempt(&self, item: &Listed) -> Attempt<Mappings> {
+        match self.hs.user(&item.user.name).await {
+            Ok(user) => Attempt::Done(Ok(user.external_ids)),
+            Err(HsError::Status { status: 404, .. }) => Attempt::Done(Err(None)),
+            Err(e) => match classify(e) {
+                Attempt::Done(o) => Attempt::Done(Err(Some(o))),
+                Attempt::Retry { last, kind } => Attempt::Retry {
+                    last: Err(Some(last)),
+                    kind,
+                },
+                Attempt::Abort(reason) => Attempt::Abort(reason),
+            },
+        }
+    }
+}
+
+/// Writes accounts as CSV or JSON Lines.
+struct Sink {
+    format: ExportFormat,
+    with_ids: bool,
+    csv: Option<csv::Writer<Box<dyn Write + Send>>>,
+    plain: Option<Box<dyn Write + Send>>,
+}
+
+impl Sink {
+    fn new(
+        out: Box<dyn Write + Send>,
+        format: ExportFormat,
+        with_ids: bool,
+    ) -> std::io::Result<Sink> {
+        let mut sink = Sink {
+            format,
+            with_ids,
+            csv: None,
+            plain: None,
+        };
+        match format {
+            ExportFormat::Csv => {
+                let mut csv = csv::Writer::from_writer(out);
+                let mut header = vec![
+                    "user",
+                    "displayname",
+                    "admin",
+                    "deactivated",
+                    "user_type",
+                    "creation_ts",
+                ];
+                if with_ids {
+                    header.push("external_ids");
+                }
+                csv.write_record(&header)?;
+                sink.csv = Some(csv);
+            }
+            ExportFormat::Jsonl => sink.plain = Some(out),
+        }
+        Ok(sink)
+    }
+
+    fn write(&mut self, user: &ListedUser, ids: Option<&[ExternalId]>) -> std::io::Result<()> {
+        let cell = ids.map(external_ids_cell);
+        match self.format {
+            ExportFormat::Csv => {
+                let flag = |b: bool| if b { "true" } else { "false" };
+                let created = user.creation_ts.map(|t| t.to_string()).unwrap_or_default();
+                let mut record = vec![
+                    user.name.as_str(),
+                    user.displayname.as_deref().unwrap_or(""),
+                    flag(user.admin),
+                    flag(user.deactivated),
+                    user.user_type.as_deref().unwrap_or(""),
+                    &created,
+                ];
+                if self.with_ids {
+                    record.push(cell.as_deref().unwrap_or(""));
+                }
+                self.csv.as_mut().expect("csv sink").write_record(&record)?;
+            }
+            ExportFormat::Jsonl => {
+                // A struct, not `json!`: its fields keep this order, `user` first.
+                #[derive(serde::Serialize)]
+                struct Line<'a> {
+                    user: &'a str,
+                    displayname: Option<&'a str>,
+                    admin: bool,
+                    deactivated: bool,
+                    user_type: Option<&'a str>,
+                    creation_ts: Option<i64>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    external_ids: Option<String>,
+                }
+                let line = Line {
+                    user: &user.name,
+                    displayname: user.displayname.as_deref(),
+                    admin: user.admin,
+                    deactivated: user.deactivated,
+                    user_type: user.user_type.as_deref(),
+                    creation_ts: user.creation_ts,
+                    external_ids: if self.with_ids {
+                        Some(cell.unwrap_or_default())
+                    } else {
+                        None
+                    },
+                };
+                let out = self.plain.as_mut().expect("jsonl sink");
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        if let Some(mut csv) = self.csv {
+            csv.flush()?;
+        }
+        if let Some(mut out) = self.plain {
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// `provider:id;provider:id`, with `%` and `;` inside a value percent-encoded.
+pub fn external_ids_cell(ids: &[ExternalId]) -> String {
+    let escape = |s: &str| s.replace('%', "%25").replace(';', "%3B");
+    ids.iter()
+        .map(|m| format!("{}:{}", escape(&m.auth_provider), escape(&m.external_id)))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Counts for the summary.
+#[derive(Default)]
+struct Counts {
+    written: u64,
+    /// Listed, but without a mapping for `--provider`.
+    filtered: u64,
+    /// Gone between the list and the GET.
+    vanished: u64,
+    /// Their mappings could not be read.
+    unread: u64,
+}
+
+/// The export job.
+pub async fn run(args: ExportUsersArgs) -> Result<u8, ConfigError> {
+    config::check(&args.server)?;
+    let provider = args.provider.as_deref().map(str::trim).map(String::from);
+    if provider.as_deref() == Some("") {
+        return Err(ConfigError::Usage("--provider is empty".into()));
+    }
+    let format = args
+        .format
+        .unwrap_or_else(|| by_extension(args.output.as_deref()));
+    let pool = usize::from(args.concurrency);
+    let conn = config::connect(&args.server, pool, true).await?;
+    let query = UserQuery {
+        limit: args.page_size,
+        deactivated: args.deactivated,
+        guests: args.guests,
+        admins_only: args.admins,
+        name: args.name.clone(),
+    };
+    let usage = |e: std::io::Error, path: &Path| {
+        ConfigError::Usage(format!("cannot write {}: {e}", path.display()))
+    };
+    let partial = args.output.as_ref().map(|p| partial_path(p));
+    let out: Box<dyn Write + Send> = match &partial {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).map_err(|e| usage(e, path))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    };
+    let where_to = args
+        .output
+        .as_ref()
+        .map_or("stdout".to_string(), |p| p.display().to_string());
+    let out_error =
+        |e: std::io::Error| ConfigError::Abort(format!("cannot write to {where_to}: {e}"));
+    let sink = Sink::new(out, format, args.with_external_ids).map_err(out_error)?;
+
+    let started = Instant::now();
+    let need_ids = args.with_external_ids || provider.is_some();
+    let limits = Limits {
+        concurrency: pool,
+        rate: args.rate,
+        retries: args.retries,
+        backoff_base: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(30),
+    };
+    let (counts, total, end) = if need_ids {
+        export_with_mappings(conn.hs, query, limits, provider.clone(), sink).await
+    } else {
+        export_list(&conn.hs, query, args.retries, sink).await
+    };
+    let elapsed = started.elapsed();
+    match end {
+        Ok(()) => {}
+        Err(Ended::List(ListError::Abort(reason))) => {
+            return Err(ConfigError::Abort(format!("export aborted: {reason}")));
+        }
+        Err(Ended::List(e)) => return Err(ConfigError::Abort(e.to_string())),
+        Err(Ended::Output(e)) => return Err(out_error(e)),
+    }
+    if let (Some(partial), Some(path)) = (&partial, &args.output) {
+        std::fs::rename(partial, path).map_err(|e| usage(e, path))?;
+    }
+    let rate = counts.written as f64 / elapsed.as_secs_f64().max(1e-3);
+    let mut summary = format!(
+        "export-users: {} accounts in {:.1}s ({rate:.0}/s) to {where_to}; the server counts {total}",
+        counts.written,
+        elapsed.as_secs_f64()
+    );
+    if let Some(p) = &provider {
+        summary.push_str(&format!(
+            "; {} without a {p} mapping left out",
+            counts.filtered
+        ));
+    }
+    if counts.vanished > 0 {
+        summary.push_str(&format!("; {} gone while listing", counts.vanished));
+    }
+    eprintln!("{summary}");
+    if counts.unread > 0 {
+        eprintln!(
+            "synbatch: the SSO mappings of {} accounts could not be read (named above); they are \
+             not in the export: run it again",
+            counts.unread
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+enum Ended {
+    List(ListError),
+    Output(std::io::Error),
+}
+
+/// Without mappings: the list pages alone, written as they come.
+async fn export_list(
+    hs: &Homeserver,
+    query: UserQuery,
+    retries: u32,
+    mut sink: Sink,
+) -> (Counts, u64, Result<(), Ended>) {
+    let mut counts = Counts::default();
+    let mut pager = Pager::new(hs, query, retries);
+    loop {
+        let page = match pager.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => break,
+            Err(e) => return (counts, pager.total, Err(Ended::List(e))),
+        };
+        for user in &page {
+            if let Err(e) = sink.write(user, None) {
+                return (counts, pager.total, Err(Ended::Output(e)));
+            }
+            counts.written += 1;
+        }
+    }
+    let end = sink.finish().map_err(Ended::Output);
+    (counts, pager.total, end)
+}
+
+/// With mappings: a lister task feeds the executor (a GET per account), and a writer thread
+/// puts the answers back in list order.
+async fn export_with_mappings(
+    hs: Arc<Homeserver>,
+    query: UserQuery,
+    limits: Limits,
+    provider: Option<String>,
+    sink: Sink,
+) -> (Counts, u64, Result<(), Ended>) {
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let (item_tx, item_rx) = mpsc::channel::<Listed>(limits.concurrency * 2);
+    let (done_tx, done_rx) = mpsc::channel::<Finished<Listed, Mappings>>(1024);
+    let lister = {
+        let (hs, window) = (hs.clone(), window.clone());
+        let retries = limits.retries;
+        tokio::spawn(async move {
+            let mut pager = Pager::new(&hs, query, retries);
+            let mut seq = 0u64;
+            loop {
+                let page = match pager.next_page().await {
+                    Ok(Some(page)) => page,
+                    Ok(None) => return (pager.total, Ok(())),
+                    Err(e) => return (pager.total, Err(e)),
+                };
+                for user in page {
+                    // Closed when the run stops: then nothing more is wanted.
+                    let Ok(permit) = window.acquire().await else {
+                        return (pager.total, Ok(()));
+                    };
+                    permit.forget();
+                    if item_tx.send(Listed { seq, user }).await.is_err() {
+                        return (pager.total, Ok(()));
+                    }
+                    seq += 1;
+                }
+            }
+        })
+    };
+    let writer = {
+        let window = window.clone();
+        std::thread::spawn(move || write_in_order(done_rx, sink, provider, &window))
+    };
+    let work = ReadMappings { hs };
+    let stop = executor::run(work, limits, item_rx, done_tx, CancellationToken::new()).await;
+    // The writer may wait for a line that an aborted run never finishes: let the lister go.
+    window.close();
+    let (total, listed) = lister.await.expect("the lister does not panic");
+    let (counts, written) = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .expect("join of the writer thread")
+        .expect("the writer does not panic");
+    let end = match (stop, listed, written) {
+        (Stop::Aborted(reason), _, _) => Err(Ended::List(ListError::Abort(reason))),
+        (_, Err(e), _) => Err(Ended::List(e)),
+        (_, _, Err(e)) => Err(Ended::Output(e)),
+        _ => Ok(()),
+    };
+    (counts, total, end)
+}
+
+/// The writer thread: holds answers that arrive early until the ones before them are written.
+fn write_in_order(
+    mut done: mpsc::Receiver<Finished<Listed, Mappings>>,
+    mut sink: Sink,
+    provider: Option<String>,
+    window: &Semaphore,
+) -> (Counts, std::io::Result<()>) {
+    let mut counts = Counts::default();
+    let mut early: BTreeMap<u64, Finished<Listed, Mappings>> = BTreeMap::new();
+    let mut next = 0u64;
+    while let Some(finished) = done.blocking_recv() {
+        early.insert(finished.item.seq, finished);
+        while let Some(finished) = early.remove(&next) {
+            next += 1;
+            window.add_permits(1);
+            let user = &finished.item.user;
+            match &finished.output {
+                Ok(ids) => {
+                    if let Some(p) = &provider
+                        && !ids.iter().any(|m| &m.auth_provider == p)
+                    {
+                        counts.filtered += 1;
+                        continue;
+                    }
+                    if let Err(e) = sink.write(user, Some(ids)) {
+                        return (counts, Err(e));
+                    }
+                    counts.written += 1;
+                }
+                Err(None) => counts.vanished += 1,
+                Err(Some(outcome)) => {
+                    counts.unread += 1;
+                    eprintln!(
+                        "export-users: cannot read the SSO mappings of {}: {} {} {}",
+                        user.name,
+                        outcome.http_status.map_or(String::new(), |s| s.to_string()),
+                        outcome.errcode,
+                        outcome.message
+                    );
+                }
+            }
+        }
+    }
+    (counts, sink.finish())
+}
+
+fn by_extension(path: Option<&Path>) -> ExportFormat {
+    let ext = path
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("jsonl" | "ndjson") => ExportFormat::Jsonl,
+        _ => ExportFormat::Csv,
+    }
+}
+
+/// Written beside the output and renamed over it at the end, so that a file under the asked
+/// name is always a whole export.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// The server's whole account list (deactivated accounts and guests included) as a one-column
+/// CSV in a temporary file: the input of `remove-external-id --all-users`. The file goes when
+/// the returned guard is dropped.
+pub async fn all_users_file(
+    server: &ServerArgs,
+    page_size: u32,
+    retries: u32,
+) -> Result<TempInput, ConfigError> {
+    let conn = config::connect(server, 1, true).await?;
+    let path = std::env::temp_dir().join(format!("synbatch-all-users-{}.csv", std::process::id()));
+    let guard = TempInput(path.clone());
+    let io = |e: std::io::Error| {
+        ConfigError::Abort(format!(
+            "cannot write the account list to {}: {e}",
+            path.display()
+        ))
+    };
+    let mut out = BufWriter::new(File::create(&path).map_err(io)?);
+    writeln!(out, "user").map_err(io)?;
+    let query = UserQuery {
+        limit: page_size,
+        deactivated: true,
+        guests: true,
+        admins_only: false,
+        name: None,
+    };
+    let mut pager = Pager::new(&conn.hs, query, retries);
+    let mut n = 0u64;
+    loop {
+        match pager.next_page().await {
+            Ok(Some(page)) => {
+                for user in page {
+                    writeln!(out, "{}", user.name).map_err(io)?;
+                    n += 1;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err(ConfigError::Abort(e.to_string())),
+        }
+    }
+    out.flush().map_err(io)?;
+    eprintln!("remove-external-id --all-users: {n} accounts listed (deactivated ones included)");
+    Ok(guard)
+}
+
+/// A temporary input file, removed on drop.
+pub struct TempInput(PathBuf);
+
+impl TempInput {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempInput {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_ids_layout() {
+        let m = |p: &str, id: &str| ExternalId {
+            auth_provider: p.into(),
+            external_id: id.into(),
+        };
+        assert_eq!(
+            external_ids_cell(&[m("oidc-new", "abc"), m("saml", "a;b%c:d")]),
+            "oidc-new:abc;saml:a%3Bb%25c:d"
+        );
+        assert_eq!(external_ids_cell(&[]), "");
+    }
+
+    #[test]
+    fn tokens_must_advance() {
+        assert!(advances("0", "100"));
+        assert!(!advances("100", "100"));
+        assert!(!advances("100", "0"));
+        assert!(advances("a", "b"));
+    }
+
+    #[test]
+    fn partial_file_beside_the_output() {
+        assert_eq!(
+            partial_path(Path::new("out/users.csv")),
+            PathBuf::from("out/users.csv.partial")
+        );
+        assert!(matches!(
+            by_extension(Some(Path::new("u.ndjson"))),
+            ExportFormat::Jsonl
+        ));
+        assert!(matches!(by_extension(None), ExportFormat::Csv));
+    }
+}

@@ -1,0 +1,123 @@
+//! `kick`: remove users from rooms through the Client-Server API, as the token's own user.
+//!
+//! `POST /_matrix/client/v3/rooms/<room_id>/kick` `{"user_id", "reason"?}` -> 200 `{}`. It takes a
+//! room id, so aliases are resolved first, once per alias. Kicking an invited user withdraws the
+//! invitation. The kicker must be in the room with power to kick (power level 50 by default).
+//!
+//! Answers that matter for a rerun: a user who is not in the room gets 403 "The target user is
+//! not in the room", so the room's memberships are read once per room
+//! (`GET /_synapse/admin/v1/rooms/<room_id>/state`), and both cases are recorded `unchanged`.
+
+use super::rooms::Rooms;
+use super::user_room::{UserRoom, UserRoomRows};
+use super::{Context, Op, Outcome, Planned, Users, classify};
+use crate::executor::Attempt;
+use crate::homeserver::{Homeserver, HsError, Membership};
+use crate::input::{FieldDef, REASON, ROOM, Row, USER};
+
+const FIELDS: &[FieldDef] = &[USER, ROOM, REASON];
+
+pub struct Kick {
+    rows: UserRoomRows,
+    known: Rooms,
+    users: Users,
+}
+
+impl Kick {
+    pub fn new(rooms: &[String]) -> Result<Kick, String> {
+        Ok(Kick {
+            rows: UserRoomRows::new("kick", rooms, None)?,
+            known: Rooms::default(),
+            users: Users::default(),
+        })
+    }
+}
+
+impl Op for Kick {
+    type Task = UserRoom;
+
+    fn name(&self) -> &'static str {
+        "kick"
+    }
+
+    fn input_fields(&self) -> &'static [FieldDef] {
+        FIELDS
+    }
+
+    fn required_fields(&self) -> Vec<&'static str> {
+        self.rows.required_fields()
+    }
+
+    fn result_fields(&self) -> &'static [&'static str] {
+        &["user", "room"]
+    }
+
+    fn tasks_per_row(&self) -> usize {
+        self.rows.tasks_per_row()
+    }
+
+    fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<UserRoom>>) {
+        self.rows.plan(ctx, row, out)
+    }
+
+    async fn attempt(&self, hs: &Homeserver, task: &UserRoom) -> Attempt<Outcome> {
+        let user_id = match self.users.resolve(hs, &task.user).await {
+            Ok(id) => id,
+            Err(attempt) => return attempt,
+        };
+        let room_id = match self.known.id(hs, &task.room).await {
+            Ok(id) => id,
+            Err(attempt) => return attempt,
+        };
+        let state = match self.known.state(hs, &room_id).await {
+            Ok(state) => state,
+            Err(e) => return classify(e),
+        };
+        let membership = state.lock().unwrap().membership(&user_id);
+        if !matches!(
+            membership,
+            Membership::Join | Membership::Invite | Membership::Knock
+        ) {
+            return Attempt::Done(Outcome::unchanged(None, "not in the room"));
+        }
+        match hs.kick(&room_id, &user_id, task.reason.as_deref()).await {
+            Ok(()) => {
+                let mut state = state.lock().unwrap();
+                state.members.insert(user_id, Membership::Leave);
+                Attempt::Done(Outcome::ok(200))
+            }
+            Err(e @ HsError::Status { status: 403, .. })
+                if e.message().contains("not in the room") =>
+            {
+                Attempt::Done(Outcome::unchanged(Some(403), "not in the room"))
+            }
+            Err(e) => classify(e),
+        }
+    }
+
+    /// The room must resolve and the token's user must be in it with power to kick.
+    async fn check(
+        &self,
+        hs: &Homeserver,
+        ctx: &Context,
+        task: &UserRoom,
+    ) -> Result<Option<String>, HsError> {
+        let room_id = match self.known.id(hs, &task.room).await {
+            Ok(id) => id,
+            Err(Attempt::Done(outcome)) => return Ok(Some(outcome.message)),
+            Err(_) => return Ok(Some(format!("room {} could not be resolved", task.room))),
+        };
+        let state = self.known.state(hs, &room_id).await?;
+        if !state.lock().unwrap().can_kick(&ctx.me) {
+            return Ok(Some(format!(
+                "{} is not in room {} with power to kick",
+                ctx.me, task.room
+            )));
+        }
+        Ok(None)
+    }
+
+    fn describe(&self, task: &UserRoom) -> String {
+        super::invite::describe("kick", task)
+    }
+}

@@ -1,0 +1,159 @@
+//! What `set-external-id` and `remove-external-id` share: both read an account's SSO mappings,
+//! recompute the list, and write it back whole.
+//!
+//! `GET /_synapse/admin/v2/users/<user_id>` -> `{"external_ids": [{"auth_provider",
+//! "external_id"}], ...}` or 404. `PUT` the same path with `{"external_ids": [...]}` replaces the
+//! whole list, and CREATES the account if it does not exist: so every row GETs first, and a
+//! missing account is `failed`, never created. A retried row runs the whole attempt again, from
+//! a fresh GET, so a PUT that timed out but landed is seen and not undone.
+
+use super::{Outcome, classify};
+use crate::executor::Attempt;
+use crate::homeserver::{ExternalId, Homeserver, HsError};
+use crate::input::ids::{self, UserRef};
+use crate::ops::Context;
+
+/// Reads a user cell for a job that changes accounts through the admin API: local users only.
+pub fn local_user(cell: &str, ctx: &Context) -> Result<UserRef, String> {
+    let user = ids::user(cell, &ctx.server_name)?;
+    match &user {
+        UserRef::Mxid(id) if ids::server_of(id) != Some(&ctx.server_name) => Err(format!(
+            "user `{id}` is not on this server ({}): the admin API only manages local accounts",
+            ctx.server_name
+        )),
+        _ => Ok(user),
+    }
+}
+
+/// Reads a provider id: Synapse stores any string, but one with white space is a typo.
+pub fn provider(cell: &str, what: &str) -> Result<String, String> {
+    if cell.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if cell.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{what} `{cell}` contains white space: provider ids look like `oidc-google` or `saml`"
+        ));
+    }
+    Ok(cell.to_string())
+}
+
+/// The account's mappings now. A missing account is a final failure: the PUT that would follow
+/// would create it.
+pub async fn current(hs: &Homeserver, user_id: &str) -> Result<Vec<ExternalId>, Attempt<Outcome>> {
+    match hs.user(user_id).await {
+        Ok(user) => Ok(user.external_ids),
+        Err(e @ HsError::Status { status: 404, .. }) => {
+            let mut outcome = Outcome::failed(&e);
+            outcome.message = format!(
+                "no such user {user_id}: nothing was changed (this job never creates accounts)"
+            );
+            Err(Attempt::Done(outcome))
+        }
+        Err(e) => Err(classify(e)),
+    }
+}
+
+/// For `--check`: the user id a cell names, or why it names none.
+pub async fn user_id_for_check(
+    hs: &Homeserver,
+    user: &UserRef,
+) -> Result<Result<String, String>, HsError> {
+    match user {
+        UserRef::Mxid(id) => Ok(Ok(id.clone())),
+        UserRef::Email(address) => match hs.user_by_email(address).await {
+            Ok(id) => Ok(Ok(id)),
+            Err(HsError::Status { status: 404, .. }) => {
+                Ok(Err(format!("no account has the email address {address}")))
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// For `--check`: the account's mappings, or why there is no account.
+pub async fn current_for_check(
+    hs: &Homeserver,
+    user_id: &str,
+) -> Result<Result<Vec<ExternalId>, String>, HsError> {
+    match hs.user(user_id).await {
+        Ok(user) => Ok(Ok(user.external_ids)),
+        Err(HsError::Status { status: 404, .. }) => Ok(Err(format!(
+            "no such user {user_id} (this job never creates accounts)"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the recomputed list; `ok` records what it was and what it is now, enough to undo it.
+pub async fn write(
+    hs: &Homeserver,
+    user_id: &str,
+    before: &[ExternalId],
+    after: &[ExternalId],
+) -> Result<Outcome, HsError> {
+    let status = hs.set_external_ids(user_id, after).await?;
+    let mut outcome = Outcome::ok(status);
+    outcome.message = format!("was {}; now {}", show(before), show(after));
+    Ok(outcome)
+}
+
+/// Whether two lists hold the same mappings, in any order.
+pub fn same(a: &[ExternalId], b: &[ExternalId]) -> bool {
+    let key = |m: &ExternalId| (m.auth_provider.clone(), m.external_id.clone());
+    let mut a: Vec<_> = a.iter().map(key).collect();
+    let mut b: Vec<_> = b.iter().map(key).collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// `[oidc-new:1234, saml:alice]`, for messages and the dry run.
+pub fn show(list: &[ExternalId]) -> String {
+    let pairs: Vec<String> = list.iter().map(pair).collect();
+    format!("[{}]", pairs.join(", "))
+}
+
+pub fn pair(m: &ExternalId) -> String {
+    format!("{}:{}", m.auth_provider, m.external_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, id: &str) -> ExternalId {
+        ExternalId {
+            auth_provider: p.into(),
+            external_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn order_does_not_matter() {
+        assert!(same(
+            &[m("a", "1"), m("b", "2")],
+            &[m("b", "2"), m("a", "1")]
+        ));
+        assert!(!same(&[m("a", "1")], &[m("a", "1"), m("b", "2")]));
+        assert_eq!(
+            show(&[m("oidc-x", "1"), m("saml", "u")]),
+            "[oidc-x:1, saml:u]"
+        );
+    }
+
+    #[test]
+    fn users_must_be_local() {
+        let ctx = Context {
+            server_name: "x.org".into(),
+            me: String::new(),
+        };
+        assert!(local_user("alice", &ctx).is_ok());
+        let err = local_user("@bob:other.org", &ctx).unwrap_err();
+        assert!(
+            err.contains("@bob:other.org") && err.contains("local"),
+            "{err}"
+        );
+        assert!(provider("oidc new", "provider").is_err());
+    }
+}

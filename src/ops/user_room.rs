@@ -1,0 +1,137 @@
+//! Rows that name a user and a room (`join`, `invite`, `kick`): reading them, the `--room`
+//! cross product (every user of the file to every room named), and their keys.
+
+use super::{Context, Planned, optional, required};
+use crate::input::ids::{self, UserRef};
+use crate::input::{Cell, Row};
+
+/// One user and one room, and why (`reason`, for invite and kick).
+#[derive(Debug, Clone)]
+pub struct UserRoom {
+    pub user: UserRef,
+    pub room: String,
+    pub reason: Option<String>,
+}
+
+/// How a job reads user-and-room rows. Cells: user, room, then reason where the job has it.
+pub struct UserRoomRows {
+    pub job: &'static str,
+    /// `--room`: every row's user goes to each of these rooms too.
+    pub rooms: Vec<String>,
+    /// Why a user of another server cannot be taken, for jobs that take local users only.
+    pub local_only: Option<&'static str>,
+}
+
+impl UserRoomRows {
+    /// Checks the `--room` values (a bad one is a usage error) and drops repeats.
+    pub fn new(
+        job: &'static str,
+        rooms: &[String],
+        local_only: Option<&'static str>,
+    ) -> Result<Self, String> {
+        Ok(UserRoomRows {
+            job,
+            rooms: checked_rooms("--room", rooms)?,
+            local_only,
+        })
+    }
+
+    pub fn required_fields(&self) -> Vec<&'static str> {
+        if self.rooms.is_empty() {
+            vec!["user", "room"]
+        } else {
+            vec!["user"]
+        }
+    }
+
+    pub fn tasks_per_row(&self) -> usize {
+        self.rooms.len().max(1)
+    }
+
+    pub fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<UserRoom>>) {
+        let cells = match &row.cells {
+            Ok(cells) => cells,
+            Err(why) => {
+                out.push(self.invalid(row.number, "", "", why.clone()));
+                return;
+            }
+        };
+        let user = required(cells, 0, "user").and_then(|u| ids::user(u, &ctx.server_name));
+        let user_text = match (&user, &cells[0]) {
+            (Ok(u), _) => u.as_str().to_string(),
+            (Err(_), Cell::Text(t)) => t.clone(),
+            _ => String::new(),
+        };
+        let user = user.and_then(|u| match (&u, self.local_only) {
+            (UserRef::Mxid(id), Some(why)) if ids::server_of(id) != Some(&ctx.server_name) => {
+                Err(format!(
+                    "user `{id}` is not on this server ({}): {why}",
+                    ctx.server_name
+                ))
+            }
+            _ => Ok(u),
+        });
+        let reason = match cells.get(2).map(|_| optional(cells, 2, "reason")) {
+            Some(Ok(reason)) => reason.map(String::from),
+            Some(Err(why)) => {
+                out.push(self.invalid(row.number, &user_text, "", why));
+                return;
+            }
+            None => None,
+        };
+        let mut rooms: Vec<Result<String, (String, String)>> = vec![];
+        match optional(cells, 1, "room") {
+            Ok(Some(room)) => rooms.push(ids::room(room).map_err(|e| (room.to_string(), e))),
+            Ok(None) => {}
+            Err(e) => rooms.push(Err((String::new(), e))),
+        }
+        for room in &self.rooms {
+            if !rooms.iter().any(|have| have.as_ref() == Ok(room)) {
+                rooms.push(Ok(room.clone()));
+            }
+        }
+        if rooms.is_empty() {
+            let why = "missing room: the cell is empty and no --room was given".to_string();
+            out.push(self.invalid(row.number, &user_text, "", why));
+            return;
+        }
+        for room in rooms {
+            let planned = match (&user, room) {
+                (Ok(user), Ok(room)) => Planned {
+                    row: row.number,
+                    key: format!("{} {} {room}", self.job, user.as_str()),
+                    fields: vec![user.as_str().to_string(), room.clone()],
+                    task: Ok(UserRoom {
+                        user: user.clone(),
+                        room,
+                        reason: reason.clone(),
+                    }),
+                },
+                (Err(why), Ok(room)) => self.invalid(row.number, &user_text, &room, why.clone()),
+                (_, Err((room, why))) => self.invalid(row.number, &user_text, &room, why),
+            };
+            out.push(planned);
+        }
+    }
+
+    fn invalid(&self, row: u64, user: &str, room: &str, why: String) -> Planned<UserRoom> {
+        Planned {
+            row,
+            key: format!("{} {user} {room}", self.job).trim_end().to_string(),
+            fields: vec![user.to_string(), room.to_string()],
+            task: Err(why),
+        }
+    }
+}
+
+/// Checks room options (`--room`, `--join`) and drops repeats.
+pub fn checked_rooms(option: &str, rooms: &[String]) -> Result<Vec<String>, String> {
+    let mut checked = vec![];
+    for room in rooms {
+        let room = ids::room(room).map_err(|e| format!("{option}: {e}"))?;
+        if !checked.contains(&room) {
+            checked.push(room);
+        }
+    }
+    Ok(checked)
+}

@@ -1,0 +1,216 @@
+//! `synbatch report RESULTS.csv [--failed OUT]`: what a results file says now, once later
+//! lines have superseded earlier ones, and the failed rows as a new input for the same job.
+//!
+//! Two passes over the file, so memory holds a small entry per key rather than every line: the
+//! first finds each key's latest line, the second counts those lines and copies the failed ones.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use super::{FIXED_COLUMNS, KeyId, ResultsError, Status, each_line, open_lines};
+
+/// Errcodes of failed and invalid rows: how many, and one message as an example.
+type ByErrcode = BTreeMap<String, (u64, String)>;
+
+pub struct Summary {
+    pub lines: u64,
+    pub by_status: BTreeMap<&'static str, u64>,
+    pub by_errcode: ByErrcode,
+    /// The job that wrote the file (the first word of its keys).
+    pub job: Option<String>,
+    pub failed_written: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("{path}: {source}")]
+    Csv { path: String, source: csv::Error },
+    #[error("{path} is not a synbatch results file: it has no `key` and `status` columns")]
+    NotResults { path: String },
+}
+
+/// Reads `path`; with `failed`, writes the failed rows' fields to that file.
+pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportError> {
+    let csv_err = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| ReportError::Csv { path, source }
+    };
+    let (file, torn) = open_lines(path)?;
+    let mut columns = None;
+    let mut latest: HashMap<KeyId, u64> = HashMap::new();
+    let mut lines = 0;
+    let headers = each_line(file, torn, |headers, number, record| {
+        let (key_at, _) = *columns.get_or_insert_with(|| key_and_status(headers));
+        if let Some(key) = key_at.and_then(|at| std::str::from_utf8(&record[at]).ok()) {
+            latest.insert(KeyId::of(key), number);
+            lines += 1;
+        }
+    })
+    .map_err(csv_err(path))?;
+    let (Some(key_at), Some(status_at)) = key_and_status(&headers) else {
+        return Err(ReportError::NotResults {
+            path: path.display().to_string(),
+        });
+    };
+    let at = |name: &str| headers.iter().position(|h| h == name.as_bytes());
+    let (errcode_at, message_at) = (at("errcode"), at("message"));
+
+    let mut out = match failed {
+        Some(out) => {
+            let mut writer = csv::Writer::from_path(out).map_err(csv_err(out))?;
+            // The job's own fields, after the fixed columns: a valid input for the same job.
+            writer
+                .write_record(headers.iter().skip(FIXED_COLUMNS.len()))
+                .map_err(csv_err(out))?;
+            Some((writer, out))
+        }
+        None => None,
+    };
+    let mut summary = Summary {
+        lines,
+        by_status: BTreeMap::new(),
+        by_errcode: BTreeMap::new(),
+        job: None,
+        failed_written: 0,
+    };
+    let (file, torn) = open_lines(path)?;
+    let mut write_error = None;
+    each_line(file, torn, |_, number, record| {
+        let text = |at: Option<usize>| {
+            at.and_then(|i| record.get(i))
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        let key = text(Some(key_at));
+        if latest.get(&KeyId::of(&key)) != Some(&number) {
+            return; // superseded by a later line
+        }
+        let Some(status) = Status::parse(&text(Some(status_at))) else {
+            return;
+        };
+        if summary.job.is_none() {
+            summary.job = key.split(' ').next().map(String::from);
+        }
+        *summary.by_status.entry(status.as_str()).or_default() += 1;
+        if matches!(status, Status::Failed | Status::Invalid) {
+            let errcode = Some(text(errcode_at))
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "(none)".into());
+            let entry = summary
+                .by_errcode
+                .entry(errcode)
+                .or_insert_with(|| (0, text(message_at)));
+            entry.0 += 1;
+        }
+        if status == Status::Failed
+            && let Some((writer, _)) = out.as_mut()
+        {
+            match writer.write_record(record.iter().skip(FIXED_COLUMNS.len())) {
+                Ok(()) => summary.failed_written += 1,
+                Err(e) => {
+                    write_error.get_or_insert(e);
+                }
+            }
+        }
+    })
+    .map_err(csv_err(path))?;
+    if let Some((mut writer, out)) = out {
+        if let Some(e) = write_error {
+            return Err(csv_err(out)(e));
+        }
+        writer.flush().map_err(|e| csv_err(out)(e.into()))?;
+    }
+    Ok(summary)
+}
+
+fn key_and_status(headers: &csv::ByteRecord) -> (Option<usize>, Option<usize>) {
+    let at = |name: &str| headers.iter().position(|h| h == name.as_bytes());
+    (at("key"), at("status"))
+}
+
+/// Prints the summary; `failed` names the file the failed rows went to.
+pub fn print(path: &Path, s: &Summary, failed: Option<&Path>, mut out: impl Write) -> std::io::Result<()> {
+    let keys: u64 = s.by_status.values().sum();
+    writeln!(out, "{}: {} lines, {keys} rows (latest line per key)", path.display(), s.lines)?;
+    for status in Status::ALL {
+        let n = s.by_status.get(status.as_str()).copied().unwrap_or(0);
+        writeln!(out, "  {:<10} {n:>8}", status.as_str())?;
+    }
+    if !s.by_errcode.is_empty() {
+        writeln!(out, "failed and invalid rows by errcode:")?;
+        for (errcode, (n, sample)) in &s.by_errcode {
+            writeln!(out, "  {errcode:<20} {n:>8}  e.g. {sample}")?;
+        }
+    }
+    if let Some(failed) = failed {
+        let job = s.job.as_deref().unwrap_or("<job>");
+        writeln!(
+            out,
+            "wrote {} failed rows to {}; run them again with: synbatch {job} {}",
+            s.failed_written,
+            failed.display(),
+            failed.display()
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{ResultLine, ResultsWriter};
+    use std::time::Duration;
+
+    fn line(row: u64, user: &str, status: Status, errcode: &str) -> ResultLine {
+        ResultLine {
+            row,
+            key: format!("join {user} #r:x"),
+            status,
+            http_status: None,
+            errcode: errcode.into(),
+            message: format!("about {user}"),
+            attempts: 1,
+            duration: Duration::ZERO,
+            fields: vec![user.into(), "#r:x".into()],
+        }
+    }
+
+    #[test]
+    fn latest_line_per_key_counts_and_failed_rows_become_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        w.write(&line(1, "@a:x", Status::Failed, "M_NOT_FOUND")).unwrap();
+        w.write(&line(2, "@b:x", Status::Failed, "M_FORBIDDEN")).unwrap();
+        w.write(&line(3, "@c:x", Status::Invalid, "")).unwrap();
+        w.write(&line(1, "@a:x", Status::Ok, "")).unwrap(); // a's retry worked
+        w.sync().unwrap();
+        drop(w);
+        let out = dir.path().join("retry.csv");
+        let s = summarise(&path, Some(&out)).unwrap();
+        assert_eq!(s.lines, 4);
+        assert_eq!(s.by_status.get("ok"), Some(&1));
+        assert_eq!(s.by_status.get("failed"), Some(&1));
+        assert_eq!(s.by_status.get("invalid"), Some(&1));
+        assert_eq!(s.by_errcode.get("M_FORBIDDEN"), Some(&(1, "about @b:x".into())));
+        assert!(!s.by_errcode.contains_key("M_NOT_FOUND"), "superseded");
+        assert_eq!(s.job.as_deref(), Some("join"));
+        assert_eq!(s.failed_written, 1);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "user,room\n@b:x,#r:x\n");
+        let mut text = Vec::new();
+        print(&path, &s, Some(&out), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("synbatch join"), "{text}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_results_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("input.csv");
+        std::fs::write(&path, "user,room\n@a:x,#r:x\n").unwrap();
+        assert!(matches!(summarise(&path, None), Err(ReportError::NotResults { .. })));
+    }
+}
