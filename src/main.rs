@@ -25,6 +25,7 @@ use cli::{Cli, Command, JobArgs};
 use config::ConfigError;
 use executor::{Limits, Stop};
 use input::{Binder, Input, InputSpec};
+use ops::user_room::RoomJob;
 use ops::{Context, Op};
 use pipeline::{Mode, Settings};
 use report::Verbosity;
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, Fatal> {
     match cli.command {
         Command::Join(args) => {
-            let join = ops::join::Join::new(&args.rooms).map_err(Fatal::usage)?;
+            let join = RoomJob::new(ops::join::Join, &args.rooms).map_err(Fatal::usage)?;
             run_job(join, &args.job).await
         }
         Command::SetExternalId(args) => {
@@ -101,11 +102,11 @@ async fn run(cli: Cli) -> Result<u8, Fatal> {
         Command::PurgeMedia(args) => Ok(ops::purge_media::run(args).await?),
         Command::ExportUsers(args) => Ok(ops::export_users::run(args).await?),
         Command::Invite(args) => {
-            let invite = ops::invite::Invite::new(&args.rooms).map_err(Fatal::usage)?;
+            let invite = RoomJob::new(ops::invite::Invite, &args.rooms).map_err(Fatal::usage)?;
             run_job(invite, &args.job).await
         }
         Command::Kick(args) => {
-            let kick = ops::kick::Kick::new(&args.rooms).map_err(Fatal::usage)?;
+            let kick = RoomJob::new(ops::kick::Kick, &args.rooms).map_err(Fatal::usage)?;
             run_job(kick, &args.job).await
         }
         Command::Deactivate(args) => {

@@ -173,7 +173,10 @@ pub async fn run<O: Op>(
     let sink = if settings.check {
         Sink::Plan
     } else {
-        Sink::File(ResultsWriter::open(&settings.results, op.result_fields())?)
+        Sink::File(Box::new(ResultsWriter::open(
+            &settings.results,
+            op.result_fields(),
+        )?))
     };
     let report = Report::new(settings.progress, settings.verbosity);
     if let Some((spec, binder)) = count_from.filter(|_| settings.progress) {
@@ -291,7 +294,7 @@ fn read_and_plan<O: Op>(
 
 /// Where finished rows go: the results file, or, for `--dry-run --check`, the terminal.
 enum Sink {
-    File(ResultsWriter),
+    File(Box<ResultsWriter>),
     Plan,
 }
 

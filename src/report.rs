@@ -104,16 +104,23 @@ pub fn set_total(bar: &ProgressBar, total: u64) {
     bar.set_length(total);
     bar.set_style(
         ProgressStyle::with_template(
-            "{bar:30.cyan/blue} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}  {msg}",
+            "{bar:30.cyan/blue} {human_pos}/{human_len} rows  {rate}  ETA {eta}  {msg}",
         )
         .expect("template is valid")
+        .with_key("rate", rate)
         .progress_chars("=> "),
     );
 }
 
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {human_pos} rows  {per_sec}  {elapsed}  {msg}")
+    ProgressStyle::with_template("{spinner} {human_pos} rows  {rate}  {elapsed}  {msg}")
         .expect("template is valid")
+        .with_key("rate", rate)
+}
+
+/// Rows per second, whole numbers (indicatif's own `{per_sec}` prints four decimals).
+fn rate(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
+    let _ = write!(out, "{:.0}/s", state.per_sec());
 }
 
 fn describe(line: &ResultLine) -> String {

@@ -113,7 +113,6 @@ impl Homeserver {
 /// An account as `GET /_synapse/admin/v2/users/<user_id>` shows it (the fields synbatch uses).
 #[derive(Debug, Clone, Deserialize)]
 pub struct User {
-    pub name: String,
     #[serde(default)]
     pub displayname: Option<String>,
     #[serde(default, deserialize_with = "lenient_bool")]
@@ -128,8 +127,6 @@ pub struct User {
     pub threepids: Vec<Threepid>,
     #[serde(default)]
     pub external_ids: Vec<ExternalId>,
-    #[serde(default)]
-    pub creation_ts: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

@@ -12,82 +12,41 @@
 //! every ~3 s): the executor waits out each 429 as Synapse asks, without losing a row.
 
 use super::rooms::Rooms;
-use super::user_room::{UserRoom, UserRoomRows};
-use super::{Context, Op, Outcome, Planned, Users, classify};
+use super::user_room::{RoomAction, UserRoom};
+use super::{Context, Outcome, Users, classify};
 use crate::executor::Attempt;
 use crate::homeserver::{Homeserver, HsError, Membership};
-use crate::input::ids::UserRef;
-use crate::input::{FieldDef, REASON, ROOM, Row, USER};
+use crate::input::ids::{self, UserRef};
+use crate::input::{FieldDef, REASON, ROOM, USER};
 
-const FIELDS: &[FieldDef] = &[USER, ROOM, REASON];
+pub struct Invite;
 
-pub struct Invite {
-    rows: UserRoomRows,
-    known: Rooms,
-    users: Users,
-}
+impl RoomAction for Invite {
+    const NAME: &'static str = "invite";
+    const FIELDS: &'static [FieldDef] = &[USER, ROOM, REASON];
 
-impl Invite {
-    pub fn new(rooms: &[String]) -> Result<Invite, String> {
-        Ok(Invite {
-            rows: UserRoomRows::new("invite", rooms, None)?,
-            known: Rooms::default(),
-            users: Users::default(),
-        })
-    }
-}
-
-impl Op for Invite {
-    type Task = UserRoom;
-
-    fn name(&self) -> &'static str {
-        "invite"
-    }
-
-    fn input_fields(&self) -> &'static [FieldDef] {
-        FIELDS
-    }
-
-    fn required_fields(&self) -> Vec<&'static str> {
-        self.rows.required_fields()
-    }
-
-    fn result_fields(&self) -> &'static [&'static str] {
-        &["user", "room"]
-    }
-
-    fn tasks_per_row(&self) -> usize {
-        self.rows.tasks_per_row()
-    }
-
-    fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<UserRoom>>) {
-        self.rows.plan(ctx, row, out)
-    }
-
-    async fn attempt(&self, hs: &Homeserver, task: &UserRoom) -> Attempt<Outcome> {
-        let user_id = match self.users.resolve(hs, &task.user).await {
-            Ok(id) => id,
+    async fn apply(
+        &self,
+        hs: &Homeserver,
+        rooms: &Rooms,
+        user_id: &str,
+        task: &UserRoom,
+    ) -> Attempt<Outcome> {
+        let (room_id, state) = match rooms.memberships(hs, &task.room).await {
+            Ok(found) => found,
             Err(attempt) => return attempt,
         };
-        let room_id = match self.known.id(hs, &task.room).await {
-            Ok(id) => id,
-            Err(attempt) => return attempt,
-        };
-        let state = match self.known.state(hs, &room_id).await {
-            Ok(state) => state,
-            Err(e) => return classify(e),
-        };
-        match state.lock().unwrap().membership(&user_id) {
+        match state.lock().unwrap().membership(user_id) {
             Membership::Join => {
                 return Attempt::Done(Outcome::unchanged(None, "already in the room"));
             }
             Membership::Invite => return Attempt::Done(Outcome::unchanged(None, "already invited")),
             _ => {}
         }
-        match hs.invite(&room_id, &user_id, task.reason.as_deref()).await {
+        match hs.invite(&room_id, user_id, task.reason.as_deref()).await {
             Ok(()) => {
                 let mut state = state.lock().unwrap();
-                state.members.insert(user_id, Membership::Invite);
+                state.members.insert(user_id.to_string(), Membership::Invite);
                 Attempt::Done(Outcome::ok(200))
             }
             Err(e @ HsError::Status { status: 403, .. })
@@ -104,19 +63,19 @@ impl Op for Invite {
     async fn check(
         &self,
         hs: &Homeserver,
+        rooms: &Rooms,
+        users: &Users,
         ctx: &Context,
         task: &UserRoom,
     ) -> Result<Option<String>, HsError> {
         let local = match &task.user {
-            UserRef::Mxid(id) => crate::input::ids::server_of(id) == Some(&ctx.server_name),
+            UserRef::Mxid(id) => ids::server_of(id) == Some(&ctx.server_name),
             UserRef::Email(_) => true,
         };
-        if local && let Some(why) = self.users.why_missing(hs, &task.user).await? {
+        if local && let Some(why) = users.why_missing(hs, &task.user).await? {
             return Ok(Some(why));
         }
-        self.known
-            .why_cannot_invite(hs, &ctx.me, &task.room, false)
-            .await
+        rooms.why_cannot_invite(hs, &ctx.me, &task.room, false).await
     }
 
     fn describe(&self, task: &UserRoom) -> String {

@@ -11,31 +11,13 @@
 //! (`GET /_matrix/client/v3/directory/room/<alias>`); an unknown one is a 404.
 
 use super::rooms::Rooms;
-use super::user_room::{UserRoom, UserRoomRows};
-use super::{Context, Op, Outcome, Planned, Users, classify};
+use super::user_room::{RoomAction, UserRoom};
+use super::{Context, Outcome, Users, classify};
 use crate::executor::Attempt;
 use crate::homeserver::{Homeserver, HsError};
-use crate::input::{FieldDef, ROOM, Row, USER};
+use crate::input::{FieldDef, ROOM, USER};
 
-const FIELDS: &[FieldDef] = &[USER, ROOM];
-
-pub struct Join {
-    rows: UserRoomRows,
-    known: Rooms,
-    users: Users,
-}
-
-impl Join {
-    /// `rooms` are the `--room` values; a bad one is a usage error.
-    pub fn new(rooms: &[String]) -> Result<Join, String> {
-        let local_only = "the admin join API only takes local users";
-        Ok(Join {
-            rows: UserRoomRows::new("join", rooms, Some(local_only))?,
-            known: Rooms::default(),
-            users: Users::default(),
-        })
-    }
-}
+pub struct Join;
 
 /// Joins one user to one room: `Ok(true)` when this call joined them, `Ok(false)` when they
 /// were in the room already. Shared by `join` and `create-users --join`.
@@ -64,39 +46,19 @@ pub async fn join_user(
     Ok(!already)
 }
 
-impl Op for Join {
-    type Task = UserRoom;
+impl RoomAction for Join {
+    const NAME: &'static str = "join";
+    const FIELDS: &'static [FieldDef] = &[USER, ROOM];
+    const LOCAL_ONLY: Option<&'static str> = Some("the admin join API only takes local users");
 
-    fn name(&self) -> &'static str {
-        "join"
-    }
-
-    fn input_fields(&self) -> &'static [FieldDef] {
-        FIELDS
-    }
-
-    fn required_fields(&self) -> Vec<&'static str> {
-        self.rows.required_fields()
-    }
-
-    fn result_fields(&self) -> &'static [&'static str] {
-        &["user", "room"]
-    }
-
-    fn tasks_per_row(&self) -> usize {
-        self.rows.tasks_per_row()
-    }
-
-    fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<UserRoom>>) {
-        self.rows.plan(ctx, row, out)
-    }
-
-    async fn attempt(&self, hs: &Homeserver, task: &UserRoom) -> Attempt<Outcome> {
-        let user_id = match self.users.resolve(hs, &task.user).await {
-            Ok(id) => id,
-            Err(attempt) => return attempt,
-        };
-        match join_user(hs, &self.known, &user_id, &task.room).await {
+    async fn apply(
+        &self,
+        hs: &Homeserver,
+        rooms: &Rooms,
+        user_id: &str,
+        task: &UserRoom,
+    ) -> Attempt<Outcome> {
+        match join_user(hs, rooms, user_id, &task.room).await {
             Ok(true) => Attempt::Done(Outcome::ok(200)),
             Ok(false) => Attempt::Done(Outcome::unchanged(None, "already in the room")),
             Err(attempt) => attempt,
@@ -108,15 +70,15 @@ impl Op for Join {
     async fn check(
         &self,
         hs: &Homeserver,
+        rooms: &Rooms,
+        users: &Users,
         ctx: &Context,
         task: &UserRoom,
     ) -> Result<Option<String>, HsError> {
-        if let Some(why) = self.users.why_missing(hs, &task.user).await? {
+        if let Some(why) = users.why_missing(hs, &task.user).await? {
             return Ok(Some(why));
         }
-        self.known
-            .why_cannot_invite(hs, &ctx.me, &task.room, true)
-            .await
+        rooms.why_cannot_invite(hs, &ctx.me, &task.room, true).await
     }
 
     fn describe(&self, task: &UserRoom) -> String {
@@ -131,7 +93,9 @@ impl Op for Join {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::Cell;
+    use crate::input::{Cell, Row};
+    use crate::ops::Op;
+    use crate::ops::user_room::RoomJob;
 
     fn row(user: &str, room: &str) -> Row {
         let cell = |s: &str| {
@@ -147,7 +111,7 @@ mod tests {
         }
     }
 
-    fn plan(join: &Join, server_name: &str, row: Row) -> Vec<(String, Result<(), String>)> {
+    fn plan(join: &RoomJob<Join>, server_name: &str, row: Row) -> Vec<(String, Result<(), String>)> {
         let mut out = vec![];
         let ctx = Context {
             server_name: server_name.into(),
@@ -164,7 +128,7 @@ mod tests {
 
     #[test]
     fn plans_a_row() {
-        let join = Join::new(&[]).unwrap();
+        let join = RoomJob::new(Join, &[]).unwrap();
         assert_eq!(
             plan(&join, "example.org", row("alice", "#general:example.org")),
             vec![(
@@ -176,7 +140,7 @@ mod tests {
 
     #[test]
     fn cross_product_with_room_option() {
-        let join = Join::new(&["#a:x.org".into(), "!b".into()]).unwrap();
+        let join = RoomJob::new(Join, &["#a:x.org".into(), "!b".into()]).unwrap();
         let keys: Vec<_> = plan(&join, "x.org", row("@u:x.org", ""))
             .into_iter()
             .map(|p| p.0)
@@ -192,7 +156,7 @@ mod tests {
 
     #[test]
     fn invalid_rows_say_which_field_and_value() {
-        let join = Join::new(&[]).unwrap();
+        let join = RoomJob::new(Join, &[]).unwrap();
         let out = plan(&join, "x.org", row("@bob:other.org", "#r:x.org"));
         let why = out[0].1.clone().unwrap_err();
         assert!(
@@ -214,6 +178,6 @@ mod tests {
 
     #[test]
     fn bad_room_option_is_refused() {
-        assert!(Join::new(&["general".into()]).is_err());
+        assert!(RoomJob::new(Join, &["general".into()]).is_err());
     }
 }

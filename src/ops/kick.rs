@@ -9,81 +9,40 @@
 //! (`GET /_synapse/admin/v1/rooms/<room_id>/state`), and both cases are recorded `unchanged`.
 
 use super::rooms::Rooms;
-use super::user_room::{UserRoom, UserRoomRows};
-use super::{Context, Op, Outcome, Planned, Users, classify};
+use super::user_room::{RoomAction, UserRoom};
+use super::{Context, Outcome, Users, classify};
 use crate::executor::Attempt;
 use crate::homeserver::{Homeserver, HsError, Membership};
-use crate::input::{FieldDef, REASON, ROOM, Row, USER};
+use crate::input::{FieldDef, REASON, ROOM, USER};
 
-const FIELDS: &[FieldDef] = &[USER, ROOM, REASON];
+pub struct Kick;
 
-pub struct Kick {
-    rows: UserRoomRows,
-    known: Rooms,
-    users: Users,
-}
+impl RoomAction for Kick {
+    const NAME: &'static str = "kick";
+    const FIELDS: &'static [FieldDef] = &[USER, ROOM, REASON];
 
-impl Kick {
-    pub fn new(rooms: &[String]) -> Result<Kick, String> {
-        Ok(Kick {
-            rows: UserRoomRows::new("kick", rooms, None)?,
-            known: Rooms::default(),
-            users: Users::default(),
-        })
-    }
-}
-
-impl Op for Kick {
-    type Task = UserRoom;
-
-    fn name(&self) -> &'static str {
-        "kick"
-    }
-
-    fn input_fields(&self) -> &'static [FieldDef] {
-        FIELDS
-    }
-
-    fn required_fields(&self) -> Vec<&'static str> {
-        self.rows.required_fields()
-    }
-
-    fn result_fields(&self) -> &'static [&'static str] {
-        &["user", "room"]
-    }
-
-    fn tasks_per_row(&self) -> usize {
-        self.rows.tasks_per_row()
-    }
-
-    fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<UserRoom>>) {
-        self.rows.plan(ctx, row, out)
-    }
-
-    async fn attempt(&self, hs: &Homeserver, task: &UserRoom) -> Attempt<Outcome> {
-        let user_id = match self.users.resolve(hs, &task.user).await {
-            Ok(id) => id,
+    async fn apply(
+        &self,
+        hs: &Homeserver,
+        rooms: &Rooms,
+        user_id: &str,
+        task: &UserRoom,
+    ) -> Attempt<Outcome> {
+        let (room_id, state) = match rooms.memberships(hs, &task.room).await {
+            Ok(found) => found,
             Err(attempt) => return attempt,
         };
-        let room_id = match self.known.id(hs, &task.room).await {
-            Ok(id) => id,
-            Err(attempt) => return attempt,
-        };
-        let state = match self.known.state(hs, &room_id).await {
-            Ok(state) => state,
-            Err(e) => return classify(e),
-        };
-        let membership = state.lock().unwrap().membership(&user_id);
+        let membership = state.lock().unwrap().membership(user_id);
         if !matches!(
             membership,
             Membership::Join | Membership::Invite | Membership::Knock
         ) {
             return Attempt::Done(Outcome::unchanged(None, "not in the room"));
         }
-        match hs.kick(&room_id, &user_id, task.reason.as_deref()).await {
+        match hs.kick(&room_id, user_id, task.reason.as_deref()).await {
             Ok(()) => {
                 let mut state = state.lock().unwrap();
-                state.members.insert(user_id, Membership::Leave);
+                state.members.insert(user_id.to_string(), Membership::Leave);
                 Attempt::Done(Outcome::ok(200))
             }
             Err(e @ HsError::Status { status: 403, .. })
@@ -99,15 +58,17 @@ impl Op for Kick {
     async fn check(
         &self,
         hs: &Homeserver,
+        rooms: &Rooms,
+        _users: &Users,
         ctx: &Context,
         task: &UserRoom,
     ) -> Result<Option<String>, HsError> {
-        let room_id = match self.known.id(hs, &task.room).await {
+        let room_id = match rooms.id(hs, &task.room).await {
             Ok(id) => id,
             Err(Attempt::Done(outcome)) => return Ok(Some(outcome.message)),
             Err(_) => return Ok(Some(format!("room {} could not be resolved", task.room))),
         };
-        let state = self.known.state(hs, &room_id).await?;
+        let state = rooms.state(hs, &room_id).await?;
         if !state.lock().unwrap().can_kick(&ctx.me) {
             return Ok(Some(format!(
                 "{} is not in room {} with power to kick",

@@ -17,7 +17,7 @@ pub mod remove_external_id;
 mod rooms;
 pub mod set_external_id;
 mod sso;
-mod user_room;
+pub mod user_room;
 
 use std::future::Future;
 

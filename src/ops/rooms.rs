@@ -73,6 +73,17 @@ impl Rooms {
         self.states.get_or_try(room_id, fetch).await
     }
 
+    /// A room's id and memberships, for jobs that change memberships (invite, kick).
+    pub async fn memberships(
+        &self,
+        hs: &Homeserver,
+        room: &str,
+    ) -> Result<(String, Arc<Mutex<RoomState>>), Attempt<Outcome>> {
+        let room_id = self.id(hs, room).await?;
+        let state = self.state(hs, &room_id).await.map_err(classify)?;
+        Ok((room_id, state))
+    }
+
     /// For `--check`: why `me` could not bring a user into `room`, if anything stands in the
     /// way: an unknown alias or room, or a room that is not public where `me` lacks the power
     /// to invite (`public_ok`: a public room needs no invitation, as with the admin join).

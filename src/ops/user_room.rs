@@ -1,9 +1,14 @@
 //! Rows that name a user and a room (`join`, `invite`, `kick`): reading them, the `--room`
 //! cross product (every user of the file to every room named), and their keys.
 
-use super::{Context, Planned, optional, required};
+use std::future::Future;
+
+use super::rooms::Rooms;
+use super::{Context, Op, Outcome, Planned, Users, optional, required};
+use crate::executor::Attempt;
+use crate::homeserver::{Homeserver, HsError};
 use crate::input::ids::{self, UserRef};
-use crate::input::{Cell, Row};
+use crate::input::{Cell, FieldDef, Row};
 
 /// One user and one room, and why (`reason`, for invite and kick).
 #[derive(Debug, Clone)]
@@ -121,6 +126,107 @@ impl UserRoomRows {
             fields: vec![user.to_string(), room.to_string()],
             task: Err(why),
         }
+    }
+}
+
+/// What a user-and-room job does to one user in one room. [`RoomJob`] does the rest: reading
+/// rows, the `--room` cross product, resolving email addresses.
+pub trait RoomAction: Send + Sync + 'static {
+    const NAME: &'static str;
+    const FIELDS: &'static [FieldDef];
+    /// Why users of other servers are refused, for actions on local users only.
+    const LOCAL_ONLY: Option<&'static str> = None;
+
+    /// One attempt, with the user resolved to a user id.
+    fn apply(
+        &self,
+        hs: &Homeserver,
+        rooms: &Rooms,
+        user_id: &str,
+        task: &UserRoom,
+    ) -> impl Future<Output = Attempt<Outcome>> + Send;
+
+    /// `--dry-run --check`: why the task would fail, if anything stands in its way.
+    fn check(
+        &self,
+        hs: &Homeserver,
+        rooms: &Rooms,
+        users: &Users,
+        ctx: &Context,
+        task: &UserRoom,
+    ) -> impl Future<Output = Result<Option<String>, HsError>> + Send;
+
+    /// The request, for `--dry-run`.
+    fn describe(&self, task: &UserRoom) -> String;
+}
+
+/// A job whose rows name a user and a room, doing `A` to each pair.
+pub struct RoomJob<A> {
+    action: A,
+    rows: UserRoomRows,
+    rooms: Rooms,
+    users: Users,
+}
+
+impl<A: RoomAction> RoomJob<A> {
+    /// `rooms` are the `--room` values; a bad one is a usage error.
+    pub fn new(action: A, rooms: &[String]) -> Result<Self, String> {
+        Ok(RoomJob {
+            action,
+            rows: UserRoomRows::new(A::NAME, rooms, A::LOCAL_ONLY)?,
+            rooms: Rooms::default(),
+            users: Users::default(),
+        })
+    }
+}
+
+impl<A: RoomAction> Op for RoomJob<A> {
+    type Task = UserRoom;
+
+    fn name(&self) -> &'static str {
+        A::NAME
+    }
+
+    fn input_fields(&self) -> &'static [FieldDef] {
+        A::FIELDS
+    }
+
+    fn required_fields(&self) -> Vec<&'static str> {
+        self.rows.required_fields()
+    }
+
+    fn result_fields(&self) -> &'static [&'static str] {
+        &["user", "room"]
+    }
+
+    fn tasks_per_row(&self) -> usize {
+        self.rows.tasks_per_row()
+    }
+
+    fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<UserRoom>>) {
+        self.rows.plan(ctx, row, out)
+    }
+
+    async fn attempt(&self, hs: &Homeserver, task: &UserRoom) -> Attempt<Outcome> {
+        match self.users.resolve(hs, &task.user).await {
+            Ok(user_id) => self.action.apply(hs, &self.rooms, &user_id, task).await,
+            Err(attempt) => attempt,
+        }
+    }
+
+    async fn check(
+        &self,
+        hs: &Homeserver,
+        ctx: &Context,
+        task: &UserRoom,
+    ) -> Result<Option<String>, HsError> {
+        self.action
+            .check(hs, &self.rooms, &self.users, ctx, task)
+            .await
+    }
+
+    fn describe(&self, task: &UserRoom) -> String {
+        self.action.describe(task)
     }
 }
 
