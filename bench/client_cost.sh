@@ -25,6 +25,7 @@ export SYNBATCH_TOKEN=bench
 run_tool() { # J ROUND -> "wall cpu other" ; checks every row came back ok
     local j=$1 r=$2 res=$WORK/cc-j$1.results.csv b0 s0 b1 s1 wall user sys rss code
     rm -f "$res"
+    wait_quiet
     b0=$(busy_secs); s0=$(stub_secs)
     read -r wall user sys rss code < <(measure "$WORK/cc-j$j-$r.time" \
         "$SYNBATCH" join "$INPUT" --homeserver "$STUB_URL" -j "$j" -q -o "$res")
@@ -36,6 +37,7 @@ run_tool() { # J ROUND -> "wall cpu other" ; checks every row came back ok
 }
 run_wrk() { # CONNS SECS -> "requests/s wrk's-own-CPU-ms-per-request other-CPU-s"
     local t=$WORK/cc-wrk.time b0 s0
+    wait_quiet
     b0=$(busy_secs); s0=$(stub_secs)
     /usr/bin/time -o "$t" -f '%U %S' wrk -t2 -c"$1" -d"$2"s -s "$(dirname "$0")/join.lua" "$STUB_URL" >"$t.log"
     awk -v cpu="$(awk '{ print $1 + $2 }' "$t")" -v secs="$2" -v b="$(busy_secs)" -v b0="$b0" -v s="$(stub_secs)" -v s0="$s0" \

@@ -108,6 +108,20 @@ stub_secs() {
     echo "$t"
 }
 
+# wait_quiet — before a measurement, wait (at most QUIET_WAIT s, default 300) until the machine
+# has been nearly idle (< 0.2 of a core busy) for 2 s, so that a neighbour's compile does not
+# land in the figures; goes on anyway after that, and the "other processes" column tells.
+wait_quiet() {
+    local deadline=$((SECONDS + ${QUIET_WAIT:-300})) a b
+    while ((SECONDS < deadline)); do
+        a=$(busy_secs); sleep 2; b=$(busy_secs)
+        awk -v a="$a" -v b="$b" 'BEGIN { exit !((b - a) / 2 < 0.2) }' && return 0
+        log "machine busy ($(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", (b - a) / 2 }') cores used by others): waiting"
+        sleep 8
+    done
+    log "machine still busy after ${QUIET_WAIT:-300}s: measuring anyway"
+}
+
 # median of the numbers on stdin
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 

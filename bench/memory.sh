@@ -41,16 +41,20 @@ TAB=$WORK/memory.$$
 # row LABEL RUNS CHECK CMD... — runs CMD RUNS times (after `eval "$PREP"`), keeps wall and RSS.
 row() {
     local label=$1 runs=$2 check=$3; shift 3
-    local r wall user sys rss code
+    local r wall user sys rss code b0 s0 other
     for r in $(seq "$runs"); do
         eval "${PREP:-:}"
+        wait_quiet
+        b0=$(busy_secs); s0=$(stub_secs)
         read -r wall user sys rss code < <(measure "$TAB.t" "$@")
+        other=$(awk -v b="$(busy_secs)" -v b0="$b0" -v s="$(stub_secs)" -v s0="$s0" -v u="$user" -v y="$sys" \
+            'BEGIN { printf "%.1f", b - b0 - (s - s0) - u - y }')
         [[ $code == 0 ]] && eval "$check" || { log "$label: exit $code / check failed"; cat "$TAB.t.log" >&2; exit 1; }
-        log "$label: ${wall}s, ${rss} KB"
-        echo "$wall $rss" >>"$TAB.$label"
+        log "$label: ${wall}s, ${rss} KB; other processes took ${other}s CPU meanwhile"
+        echo "$wall $rss $other" >>"$TAB.$label"
     done
     printf '| %s | %s | %.1f | %s |\n' "$label" "$(awk '{ print $1 }' "$TAB.$label" | median)" \
-        "$(awk '{ print $2 / 1024 }' "$TAB.$label" | median)" "$(awk '{ printf "%s/%.1f ", $1, $2 / 1024 }' "$TAB.$label")" >>"$TAB.md"
+        "$(awk '{ print $2 / 1024 }' "$TAB.$label" | median)" "$(awk '{ printf "%s/%.1f/%s ", $1, $2 / 1024, $3 }' "$TAB.$label")" >>"$TAB.md"
 }
 
 OUT=$WORK/mem.results.csv
@@ -64,7 +68,7 @@ PREP='cp "$RES_ALL" "$OUT"' row resume-0-left "$ROUNDS" 'grep -q "join: 0 rows.*
     "$SYNBATCH" join "$IN1" --homeserver "$STUB_URL" --resume -q -o "$OUT"
 
 echo "# memory: 1,000,000-row input (1,000,001 for --resume); median of $ROUNDS (stub run: $RUNS_1M); $(machine_info)"
-echo "| run | wall s | peak RSS MB | all runs (s/MB) |"
+echo "| run | wall s | peak RSS MB | all runs (wall s / MB / CPU s other processes took meanwhile) |"
 echo "|---|---|---|---|"
 cat "$TAB.md"
 tail -n2 "$TAB.t.log" | sed 's/^/last run said: /'

@@ -53,6 +53,7 @@ one() {
         rm -f "$D/res.csv"
         set -- "$SYNBATCH" join "$D/in.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" ;;
     esac
+    wait_quiet
     b0=$(busy_secs); p0=$(pid_secs "$SYNAPSE_PID")
     /usr/bin/time -o "$D/time" -f '%e %U %S' "$@" >"$D/out" 2>"$D/err" || true
     b1=$(busy_secs); p1=$(pid_secs "$SYNAPSE_PID")

@@ -70,7 +70,10 @@ impl From<ConfigError> for Fatal {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread sends and receives: against a fast server, handing tasks between worker
+    // threads cost more CPU than the requests (BENCHMARKS.md). Reading the input and writing
+    // the results have threads of their own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -217,7 +220,10 @@ async fn run_job<O: Op>(op: O, args: &JobArgs) -> Result<u8, Fatal> {
             "run {} on every row of {} against {}",
             op.name(),
             spec.name(),
-            args.server.homeserver.as_deref().unwrap_or("the homeserver")
+            args.server
+                .homeserver
+                .as_deref()
+                .unwrap_or("the homeserver")
         );
         confirm::confirm(&what, args.run.yes).map_err(Fatal::usage)?;
     }

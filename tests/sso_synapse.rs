@@ -339,7 +339,7 @@ async fn dry_run_shows_the_change_and_check_shows_before_after_and_failures() {
     let users = accounts(&hs, &tag, 1, |_| {
         vec![
             pair("oidc-old", &format!("a-{tag}")),
-            pair("saml-keep", "b"),
+            pair("saml-keep", &format!("b-{tag}")),
         ]
     })
     .await;
@@ -373,7 +373,7 @@ async fn dry_run_shows_the_change_and_check_shows_before_after_and_failures() {
     assert_eq!(run.code, 1, "the ghost row would fail: {}", run.stderr);
     assert!(
         run.stdout.contains(&format!(
-            "row 1: {}: [oidc-old:a-{tag}, saml-keep:b] -> [saml-keep:b, oidc-new:c-{tag}]",
+            "row 1: {}: [oidc-old:a-{tag}, saml-keep:b-{tag}] -> [saml-keep:b-{tag}, oidc-new:c-{tag}]",
             users[0]
         )),
         "{}",
@@ -387,7 +387,7 @@ async fn dry_run_shows_the_change_and_check_shows_before_after_and_failures() {
     assert!(!dir.path().join("rows.results.csv").exists());
     assert_eq!(
         hs.external_ids(&users[0]).await,
-        vec![format!("oidc-old:a-{tag}"), "saml-keep:b".to_string()]
+        vec![format!("oidc-old:a-{tag}"), format!("saml-keep:b-{tag}")]
     );
     assert_eq!(hs.user(&ghost).await.0, 404);
 }

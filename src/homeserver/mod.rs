@@ -194,7 +194,6 @@ impl Homeserver {
             .await?;
         Ok(me.user_id)
     }
-
 }
 
 /// Reads a Matrix error body `{"errcode", "error", "retry_after_ms"}`; anything else (an HTML page

@@ -118,7 +118,8 @@ impl Homeserver {
         user_id: &str,
         reason: Option<&str>,
     ) -> Result<(), HsError> {
-        self.membership_change("kick", room_id, user_id, reason).await
+        self.membership_change("kick", room_id, user_id, reason)
+            .await
     }
 
     async fn membership_change(

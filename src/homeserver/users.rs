@@ -44,8 +44,12 @@ impl Homeserver {
 
     /// `GET /_synapse/admin/v2/users/<user_id>`: the account, or 404.
     pub async fn user(&self, user_id: &str) -> Result<User, HsError> {
-        self.call_as(Method::GET, &["_synapse", "admin", "v2", "users", user_id], None)
-            .await
+        self.call_as(
+            Method::GET,
+            &["_synapse", "admin", "v2", "users", user_id],
+            None,
+        )
+        .await
     }
 
     /// `PUT /_synapse/admin/v2/users/<user_id>`: creates the account (201) or modifies it (200).
@@ -206,6 +210,7 @@ impl Homeserver {
         user_id: &str,
         ids: &[ExternalId],
     ) -> Result<u16, HsError> {
-        self.put_user(user_id, &json!({ "external_ids": ids })).await
+        self.put_user(user_id, &json!({ "external_ids": ids }))
+            .await
     }
 }

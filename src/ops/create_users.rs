@@ -134,7 +134,9 @@ impl CreateUsers {
             (Some(p), None) => {
                 return Err(format!("provider `{p}` is given without an external_id"));
             }
-            (None, Some(id)) => return Err(format!("external_id `{id}` is given without a provider")),
+            (None, Some(id)) => {
+                return Err(format!("external_id `{id}` is given without a provider"));
+            }
         };
         let generated = (self.generate && password.is_none()).then(passwords::generate);
         Ok(NewUser {
@@ -161,7 +163,10 @@ impl CreateUsers {
             body.insert("displayname".into(), json!(name));
         }
         if let Some(email) = &task.email {
-            body.insert("threepids".into(), json!([{"medium": "email", "address": email}]));
+            body.insert(
+                "threepids".into(),
+                json!([{"medium": "email", "address": email}]),
+            );
         }
         if let Some(admin) = task.admin {
             body.insert("admin".into(), json!(admin));
@@ -226,7 +231,10 @@ impl CreateUsers {
         let Some(id) = &task.external_id else {
             return outcome;
         };
-        let owner = match hs.user_by_external_id(&id.auth_provider, &id.external_id).await {
+        let owner = match hs
+            .user_by_external_id(&id.auth_provider, &id.external_id)
+            .await
+        {
             Ok(owner) => owner,
             Err(_) => "another account".into(),
         };
@@ -292,7 +300,9 @@ impl Op for CreateUsers {
             Cell::Text(t) => t.clone(),
             _ => String::new(),
         };
-        let user = task.as_ref().map_or_else(|_| cell(0), |t| t.user_id.clone());
+        let user = task
+            .as_ref()
+            .map_or_else(|_| cell(0), |t| t.user_id.clone());
         let fields = vec![
             user.clone(),
             cell(1),
@@ -382,9 +392,15 @@ impl Op for CreateUsers {
             match join_user(hs, &self.rooms, &task.user_id, room).await {
                 Ok(now) => joined |= now,
                 Err(Attempt::Done(mut outcome)) => {
-                    let account = if done == Some(201) { "created" } else { "exists" };
-                    outcome.message =
-                        format!("account {account}, but joining {room} failed: {}", outcome.message);
+                    let account = if done == Some(201) {
+                        "created"
+                    } else {
+                        "exists"
+                    };
+                    outcome.message = format!(
+                        "account {account}, but joining {room} failed: {}",
+                        outcome.message
+                    );
                     return Attempt::Done(outcome);
                 }
                 Err(other) => return other,
@@ -417,10 +433,16 @@ impl Op for CreateUsers {
             Err(e) => return Err(e),
         };
         if exists && self.on_existing == OnExisting::Fail {
-            return Ok(Some(format!("{} exists already (--on-existing fail)", task.user_id)));
+            return Ok(Some(format!(
+                "{} exists already (--on-existing fail)",
+                task.user_id
+            )));
         }
         if let Some(id) = &task.external_id {
-            match hs.user_by_external_id(&id.auth_provider, &id.external_id).await {
+            match hs
+                .user_by_external_id(&id.auth_provider, &id.external_id)
+                .await
+            {
                 Ok(owner) if owner != task.user_id => {
                     return Ok(Some(format!(
                         "{} id {} already belongs to {owner}",
@@ -432,7 +454,11 @@ impl Op for CreateUsers {
             }
         }
         for room in &self.join {
-            if let Some(why) = self.rooms.why_cannot_invite(hs, &ctx.me, room, true).await? {
+            if let Some(why) = self
+                .rooms
+                .why_cannot_invite(hs, &ctx.me, room, true)
+                .await?
+            {
                 return Ok(Some(why));
             }
         }

@@ -76,8 +76,12 @@ impl Op for Deactivate {
                     };
                     Ok(DeactivateTask { user, erase })
                 });
-                let user = task.as_ref().map_or(user_text, |t| t.user.as_str().to_string());
-                let erase = task.as_ref().map_or("", |t| if t.erase { "true" } else { "false" });
+                let user = task
+                    .as_ref()
+                    .map_or(user_text, |t| t.user.as_str().to_string());
+                let erase = task
+                    .as_ref()
+                    .map_or("", |t| if t.erase { "true" } else { "false" });
                 Planned {
                     row: row.number,
                     key: format!("deactivate {user}"),

@@ -432,7 +432,7 @@ async fn export_with_mappings(
     sink: Sink,
 ) -> (Counts, u64, Result<(), Ended>) {
     let window = Arc::new(Semaphore::new(WINDOW));
-    let (item_tx, item_rx) = mpsc::channel::<Listed>(limits.concurrency * 2);
+    let (item_tx, item_rx) = mpsc::channel::<Vec<Listed>>(limits.concurrency * 2);
     let (done_tx, done_rx) = mpsc::channel::<Finished<Listed, Mappings>>(1024);
     let lister = {
         let (hs, window) = (hs.clone(), window.clone());
@@ -452,7 +452,7 @@ async fn export_with_mappings(
                         return (pager.total, Ok(()));
                     };
                     permit.forget();
-                    if item_tx.send(Listed { seq, user }).await.is_err() {
+                    if item_tx.send(vec![Listed { seq, user }]).await.is_err() {
                         return (pager.total, Ok(()));
                     }
                     seq += 1;

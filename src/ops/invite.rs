@@ -40,13 +40,17 @@ impl RoomAction for Invite {
             Membership::Join => {
                 return Attempt::Done(Outcome::unchanged(None, "already in the room"));
             }
-            Membership::Invite => return Attempt::Done(Outcome::unchanged(None, "already invited")),
+            Membership::Invite => {
+                return Attempt::Done(Outcome::unchanged(None, "already invited"));
+            }
             _ => {}
         }
         match hs.invite(&room_id, user_id, task.reason.as_deref()).await {
             Ok(()) => {
                 let mut state = state.lock().unwrap();
-                state.members.insert(user_id.to_string(), Membership::Invite);
+                state
+                    .members
+                    .insert(user_id.to_string(), Membership::Invite);
                 Attempt::Done(Outcome::ok(200))
             }
             Err(e @ HsError::Status { status: 403, .. })
@@ -75,7 +79,9 @@ impl RoomAction for Invite {
         if local && let Some(why) = users.why_missing(hs, &task.user).await? {
             return Ok(Some(why));
         }
-        rooms.why_cannot_invite(hs, &ctx.me, &task.room, false).await
+        rooms
+            .why_cannot_invite(hs, &ctx.me, &task.room, false)
+            .await
     }
 
     fn describe(&self, task: &UserRoom) -> String {

@@ -111,7 +111,11 @@ mod tests {
         }
     }
 
-    fn plan(join: &RoomJob<Join>, server_name: &str, row: Row) -> Vec<(String, Result<(), String>)> {
+    fn plan(
+        join: &RoomJob<Join>,
+        server_name: &str,
+        row: Row,
+    ) -> Vec<(String, Result<(), String>)> {
         let mut out = vec![];
         let ctx = Context {
             server_name: server_name.into(),

@@ -266,11 +266,19 @@ impl Users {
     }
 
     /// For `--check`: why a user cell names no existing account, if it does not.
-    pub async fn why_missing(&self, hs: &Homeserver, user: &UserRef) -> Result<Option<String>, HsError> {
+    pub async fn why_missing(
+        &self,
+        hs: &Homeserver,
+        user: &UserRef,
+    ) -> Result<Option<String>, HsError> {
         let user_id = match user {
             UserRef::Mxid(id) => id.clone(),
             UserRef::Email(address) => {
-                match self.by_email.get_or_try(address, || hs.user_by_email(address)).await {
+                match self
+                    .by_email
+                    .get_or_try(address, || hs.user_by_email(address))
+                    .await
+                {
                     Ok(id) => id,
                     Err(HsError::Status { status: 404, .. }) => {
                         return Ok(Some(format!("no account has the email address {address}")));

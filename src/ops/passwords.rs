@@ -70,18 +70,28 @@ impl PasswordFile {
         })
     }
 
-    /// Records an account's password, on disk before the row is reported done.
+    /// Records an account's password, handed to the OS before the row is reported done (a
+    /// killed run loses none). The disk sync comes at the end: one per account would stall
+    /// the run on a slow disk.
     pub fn record(&self, user_id: &str, password: &str) -> Result<(), String> {
         let mut out = self.out.lock().unwrap();
         out.write_record([user_id, password])
             .and_then(|()| out.flush().map_err(csv::Error::from))
-            .and_then(|()| out.get_ref().get_ref().sync_data().map_err(csv::Error::from))
             .map_err(|e| {
                 format!(
                     "cannot write the password of {user_id} to {}: {e}",
                     self.path.display()
                 )
             })
+    }
+}
+
+impl Drop for PasswordFile {
+    fn drop(&mut self) {
+        if let Ok(out) = self.out.get_mut() {
+            let _ = out.flush();
+            let _ = out.get_ref().get_ref().sync_data();
+        }
     }
 }
 
@@ -108,11 +118,19 @@ mod tests {
         file.record("@a:x", "secret").unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "user,password\n@a:x,secret\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "user,password\n@a:x,secret\n"
+        );
 
         let open = dir.path().join("open.csv");
         std::fs::write(&open, "").unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(PasswordFile::open(&open).err().unwrap().contains("read by others"));
+        assert!(
+            PasswordFile::open(&open)
+                .err()
+                .unwrap()
+                .contains("read by others")
+        );
     }
 }

@@ -132,9 +132,19 @@ fn key_and_status(headers: &csv::ByteRecord) -> (Option<usize>, Option<usize>) {
 }
 
 /// Prints the summary; `failed` names the file the failed rows went to.
-pub fn print(path: &Path, s: &Summary, failed: Option<&Path>, mut out: impl Write) -> std::io::Result<()> {
+pub fn print(
+    path: &Path,
+    s: &Summary,
+    failed: Option<&Path>,
+    mut out: impl Write,
+) -> std::io::Result<()> {
     let keys: u64 = s.by_status.values().sum();
-    writeln!(out, "{}: {} lines, {keys} rows (latest line per key)", path.display(), s.lines)?;
+    writeln!(
+        out,
+        "{}: {} lines, {keys} rows (latest line per key)",
+        path.display(),
+        s.lines
+    )?;
     for status in Status::ALL {
         let n = s.by_status.get(status.as_str()).copied().unwrap_or(0);
         writeln!(out, "  {:<10} {n:>8}", status.as_str())?;
@@ -183,8 +193,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
         let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
-        w.write(&line(1, "@a:x", Status::Failed, "M_NOT_FOUND")).unwrap();
-        w.write(&line(2, "@b:x", Status::Failed, "M_FORBIDDEN")).unwrap();
+        w.write(&line(1, "@a:x", Status::Failed, "M_NOT_FOUND"))
+            .unwrap();
+        w.write(&line(2, "@b:x", Status::Failed, "M_FORBIDDEN"))
+            .unwrap();
         w.write(&line(3, "@c:x", Status::Invalid, "")).unwrap();
         w.write(&line(1, "@a:x", Status::Ok, "")).unwrap(); // a's retry worked
         w.sync().unwrap();
@@ -195,11 +207,17 @@ mod tests {
         assert_eq!(s.by_status.get("ok"), Some(&1));
         assert_eq!(s.by_status.get("failed"), Some(&1));
         assert_eq!(s.by_status.get("invalid"), Some(&1));
-        assert_eq!(s.by_errcode.get("M_FORBIDDEN"), Some(&(1, "about @b:x".into())));
+        assert_eq!(
+            s.by_errcode.get("M_FORBIDDEN"),
+            Some(&(1, "about @b:x".into()))
+        );
         assert!(!s.by_errcode.contains_key("M_NOT_FOUND"), "superseded");
         assert_eq!(s.job.as_deref(), Some("join"));
         assert_eq!(s.failed_written, 1);
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "user,room\n@b:x,#r:x\n");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "user,room\n@b:x,#r:x\n"
+        );
         let mut text = Vec::new();
         print(&path, &s, Some(&out), &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
@@ -211,6 +229,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("input.csv");
         std::fs::write(&path, "user,room\n@a:x,#r:x\n").unwrap();
-        assert!(matches!(summarise(&path, None), Err(ReportError::NotResults { .. })));
+        assert!(matches!(
+            summarise(&path, None),
+            Err(ReportError::NotResults { .. })
+        ));
     }
 }
