@@ -96,10 +96,11 @@ measure() {
     tail -n1 "$out"   # /usr/bin/time writes "Command exited with non-zero status" first on failure
 }
 
-# CPU seconds the whole machine spent busy so far (/proc/stat), and what the stub (nginx) spent.
+# CPU seconds the whole machine spent busy so far (/proc/stat: user, nice, system, irq, steal;
+# not softirq, which is mostly the loopback traffic of the run itself), and what the stub spent.
 # other_cpu BUSY0 BUSY1 OURS STUB0 STUB1 then tells what *other* processes took meanwhile: a
 # run beside a compile (another engineer's) shows up there and should be rerun.
-busy_secs() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
+busy_secs() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print ($2 + $3 + $4 + $7 + $9) / hz }' /proc/stat; }
 stub_secs() {
     local p t=0
     for p in $STUB_PID $(pgrep -P "$STUB_PID" 2>/dev/null); do

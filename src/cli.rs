@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::homeserver::Token;
 use crate::input::Format;
 
 const ABOUT: &str = "Bulk administration jobs for a Matrix homeserver (Synapse), from spreadsheets.
@@ -257,9 +258,10 @@ pub struct ServerArgs {
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
 
-    /// Refused: a token on the command line is visible to everyone in `ps`
-    #[arg(long, hide = true)]
-    pub token: Option<String>,
+    /// Refused: a token on the command line is visible to everyone in `ps`. Kept as a `Token`,
+    /// whose Debug output hides it.
+    #[arg(long, hide = true, value_parser = |s: &str| Ok::<_, String>(Token::new(s.to_string())))]
+    pub token: Option<Token>,
 
     /// Server name for bare localparts (default: the server of the token's own user)
     #[arg(long, value_name = "NAME")]
@@ -282,7 +284,8 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
 
-    /// Requests started per second, at most (default: no limit beyond --concurrency)
+    /// Rows started per second, at most (each attempt at a row counts; a row may make more
+    /// than one request). Default: no limit beyond --concurrency
     #[arg(long, value_name = "N", value_parser = positive)]
     pub rate: Option<f64>,
 
@@ -302,12 +305,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub retry_failed: bool,
 
-    /// Show what would be sent; send nothing, write no results
+    /// Show what would be sent; change nothing, write no results
     #[arg(long)]
     pub dry_run: bool,
 
-    /// With --dry-run: also ask the server, read-only, which rows would fail and why
-    #[arg(long, requires = "dry_run")]
+    /// A dry run that also asks the server, read-only, which rows would fail and why
+    #[arg(long)]
     pub check: bool,
 
     /// Do not ask for confirmation before a job that cannot be undone

@@ -47,6 +47,11 @@ pub trait Work: Send + Sync + 'static {
     fn serial_key(&self, _item: &Self::Item) -> Option<String> {
         None
     }
+
+    /// What went wrong, in words, for the reason a run stops when the server stays unreachable.
+    fn explain(&self, _output: &Self::Output) -> String {
+        String::new()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -230,7 +235,8 @@ async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
                 failures += 1;
                 if failures > shared.limits.retries {
                     if kind == Transient::Unreachable {
-                        let reason = "the homeserver stays unreachable".to_string();
+                        let why = shared.work.explain(&last);
+                        let reason = format!("the homeserver stays unreachable: {why}");
                         shared.abort.lock().unwrap().get_or_insert(reason);
                         shared.stop.cancel();
                         return;

@@ -119,7 +119,7 @@ async fn run(cli: Cli) -> Result<u8, Fatal> {
             let generate = args.generate_passwords.is_some();
             // The file is opened before any account is made, so no password can be lost.
             let passwords = match &args.generate_passwords {
-                Some(path) if !args.job.run.dry_run => {
+                Some(path) if !args.job.run.dry_run && !args.job.run.check => {
                     Some(ops::passwords::PasswordFile::open(path).map_err(Fatal::usage)?)
                 }
                 _ => None,
@@ -146,7 +146,7 @@ async fn remove_external_id(mut args: cli::RemoveExternalIdArgs) -> Result<u8, F
     }
     let job = &mut args.job;
     config::check(&job.server)?;
-    if !job.run.dry_run {
+    if !job.run.dry_run && !job.run.check {
         let what = format!(
             "remove every {} mapping from every account of {}",
             args.provider.as_deref().unwrap_or_default(),
@@ -199,7 +199,9 @@ async fn run_job<O: Op>(op: O, args: &JobArgs) -> Result<u8, Fatal> {
         _ => Verbosity::Normal,
     };
 
-    if args.run.dry_run && !args.run.check {
+    // --check is a dry run that also asks the server.
+    let planning = args.run.dry_run || args.run.check;
+    if planning && !args.run.check {
         let ctx = match &args.server.server_name {
             Some(name) => Context {
                 server_name: name.clone(),
@@ -215,7 +217,7 @@ async fn run_job<O: Op>(op: O, args: &JobArgs) -> Result<u8, Fatal> {
         };
         return dry_run(&op, ctx, input, mode, &results);
     }
-    if op.destructive() && !args.run.dry_run {
+    if op.destructive() && !planning {
         let what = format!(
             "run {} on every row of {} against {}",
             op.name(),
@@ -371,9 +373,17 @@ fn check_summary(job: &str, summary: &pipeline::Summary) -> u8 {
          as done; nothing was changed",
         summary.skipped
     );
-    if let Stop::Aborted(reason) = &summary.stop {
-        eprintln!("synbatch: check aborted: {reason}");
-        return exit::ABORTED;
+    match &summary.stop {
+        Stop::Aborted(reason) => {
+            eprintln!("synbatch: check aborted: {reason}");
+            return exit::ABORTED;
+        }
+        Stop::Interrupted => return exit::INTERRUPTED,
+        Stop::Completed => {}
+    }
+    if let Some(e) = &summary.input_error {
+        eprintln!("synbatch: {e}\nthe check covers only the rows before this point");
+        return exit::USAGE;
     }
     if fail + invalid > 0 {
         exit::ROWS_FAILED

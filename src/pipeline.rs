@@ -88,6 +88,10 @@ impl<O: Op> Work for OpWork<O> {
     fn serial_key(&self, item: &Item<O::Task>) -> Option<String> {
         self.op.serial_key(&item.task)
     }
+
+    fn explain(&self, output: &Outcome) -> String {
+        output.message.clone()
+    }
 }
 
 /// `--dry-run --check`: the op's read-only checks in place of the op.

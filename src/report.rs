@@ -18,11 +18,10 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Counts of a run, by status and by errcode.
+/// Counts of a run, by status.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     pub by_status: BTreeMap<&'static str, u64>,
-    pub by_errcode: BTreeMap<String, u64>,
     pub shown_failures: usize,
 }
 
@@ -72,13 +71,6 @@ impl Report {
             .by_status
             .entry(line.status.as_str())
             .or_default() += 1;
-        if !line.errcode.is_empty() {
-            *self
-                .tally
-                .by_errcode
-                .entry(line.errcode.clone())
-                .or_default() += 1;
-        }
         let bad = matches!(line.status, Status::Failed | Status::Invalid);
         let show = match self.verbosity {
             Verbosity::Quiet => false,

@@ -78,7 +78,12 @@ impl Homeserver {
             if purge.keep_profiles { "true" } else { "false" },
         ));
         let path = ["_synapse", "admin", "v1", "media", "delete"];
-        let (status, value) = self.call(Method::POST, &path, &query, None).await?;
+        // Synapse answers only once everything is deleted: allow it an hour, not --timeout
+        // (a timed-out purge would be sent again and its first deletions never recorded).
+        let hour = std::time::Duration::from_secs(3600);
+        let (status, value) = self
+            .call_within(hour, Method::POST, &path, &query, None)
+            .await?;
         serde_json::from_value(value).map_err(|e| HsError::Decode {
             status,
             detail: e.to_string(),

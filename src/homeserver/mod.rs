@@ -40,7 +40,7 @@ impl std::fmt::Debug for Token {
 #[derive(Debug, thiserror::Error)]
 pub enum HsError {
     /// The server answered with an error status (a Matrix error body when it had one).
-    #[error("{status} {errcode}: {message}")]
+    #[error("{}", status_text(*status, errcode, message))]
     Status {
         status: u16,
         errcode: String,
@@ -57,6 +57,16 @@ pub enum HsError {
     /// A success status whose body is not what the API documents.
     #[error("unexpected answer ({status}): {detail}")]
     Decode { status: u16, detail: String },
+}
+
+/// `404 M_NOT_FOUND: User not found`, or `502: Bad Gateway` when there is no errcode.
+fn status_text(status: u16, errcode: &str, message: &str) -> String {
+    match (errcode.is_empty(), message.is_empty()) {
+        (true, true) => status.to_string(),
+        (true, false) => format!("{status}: {message}"),
+        (false, true) => format!("{status} {errcode}"),
+        (false, false) => format!("{status} {errcode}: {message}"),
+    }
 }
 
 impl HsError {
@@ -98,7 +108,6 @@ impl Homeserver {
         auth.set_sensitive(true);
         let http = reqwest::Client::builder()
             .user_agent(concat!("synbatch/", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(pool)
             .build()
@@ -128,9 +137,33 @@ impl Homeserver {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<(u16, Value), HsError> {
+        self.call_within(self.timeout, method, segments, query, body)
+            .await
+    }
+
+    /// `call` with its own time limit, for the rare request that may take far longer than
+    /// `--timeout` (a synchronous purge of years of media).
+    async fn call_within(
+        &self,
+        timeout: Duration,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), HsError> {
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                HsError::Timeout(timeout)
+            } else if e.is_connect() {
+                HsError::Connect(root_cause(&e))
+            } else {
+                HsError::Transport(root_cause(&e))
+            }
+        };
         let mut request = self
             .http
             .request(method, self.url(segments))
+            .timeout(timeout)
             .header(AUTHORIZATION, self.auth.clone());
         if !query.is_empty() {
             request = request.query(query);
@@ -138,10 +171,10 @@ impl Homeserver {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let retry_after = retry_after_header(response.headers().get(RETRY_AFTER));
-        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
             let value = if bytes.is_empty() {
                 Value::Null
@@ -154,16 +187,6 @@ impl Homeserver {
             return Ok((status.as_u16(), value));
         }
         Err(error_from_body(status, &bytes, retry_after))
-    }
-
-    fn transport(&self, e: reqwest::Error) -> HsError {
-        if e.is_timeout() {
-            HsError::Timeout(self.timeout)
-        } else if e.is_connect() {
-            HsError::Connect(root_cause(&e))
-        } else {
-            HsError::Transport(root_cause(&e))
-        }
     }
 
     async fn call_as<T: for<'de> Deserialize<'de>>(

@@ -78,6 +78,8 @@ pub struct NewUser {
     /// account for someone else's.
     created: AtomicBool,
     put_sent: AtomicBool,
+    /// The generated password is in the file (written once, before the first PUT).
+    recorded: AtomicBool,
 }
 
 impl CreateUsers {
@@ -150,6 +152,7 @@ impl CreateUsers {
             external_id,
             created: AtomicBool::new(false),
             put_sent: AtomicBool::new(false),
+            recorded: AtomicBool::new(false),
         })
     }
 
@@ -186,6 +189,8 @@ impl CreateUsers {
         let mut body = Map::new();
         if let Some(password) = &task.password {
             body.insert("password".into(), json!(password));
+            // Synapse would otherwise log the account out of every device.
+            body.insert("logout_devices".into(), json!(false));
         }
         if task.displayname.is_some() && task.displayname != account.displayname {
             body.insert("displayname".into(), json!(task.displayname));
@@ -252,11 +257,17 @@ impl CreateUsers {
         outcome
     }
 
+    /// Writes the generated password before the PUT that sets it: a crash between the two then
+    /// leaves at worst a line for an account that was not made, never an account whose
+    /// password nobody knows. Retries reuse the password and do not write it again.
     fn record_password(&self, task: &NewUser) -> Result<(), Outcome> {
         match (&self.passwords, &task.generated) {
-            (Some(file), Some(password)) => file
-                .record(&task.user_id, password)
-                .map_err(Outcome::failed_because),
+            (Some(file), Some(password)) if !task.recorded.swap(true, Ordering::SeqCst) => {
+                file.record(&task.user_id, password).map_err(|why| {
+                    task.recorded.store(false, Ordering::SeqCst);
+                    Outcome::failed_because(format!("{why}; the account was not created"))
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -287,7 +298,7 @@ impl Op for CreateUsers {
             Err(why) => {
                 out.push(Planned {
                     row: row.number,
-                    key: "create-users".into(),
+                    key: super::unreadable_key("create-users", row.number),
                     fields: vec![String::new(); RESULT_FIELDS.len()],
                     task: Err(why.clone()),
                 });
@@ -312,9 +323,25 @@ impl Op for CreateUsers {
             cell(6),
             cell(7),
         ];
+        // What the row wants, less the password: a rerun with other values or other --join
+        // rooms is new work for --resume.
+        let key = if user.is_empty() {
+            super::unreadable_key("create-users", row.number)
+        } else {
+            let mut key = format!("create-users {user}");
+            for (name, value) in RESULT_FIELDS.iter().zip(&fields).skip(1) {
+                if !value.is_empty() {
+                    key.push_str(&format!(" {name}={value}"));
+                }
+            }
+            for room in &self.join {
+                key.push_str(&format!(" join={room}"));
+            }
+            key
+        };
         out.push(Planned {
             row: row.number,
-            key: format!("create-users {user}"),
+            key,
             fields,
             task,
         });
@@ -341,13 +368,22 @@ impl Op for CreateUsers {
             // An earlier attempt's PUT went through but its answer was lost.
             Some(_) if task.put_sent.load(Ordering::SeqCst) => {
                 task.created.store(true, Ordering::SeqCst);
-                if let Err(outcome) = self.record_password(task) {
-                    return Attempt::Done(outcome);
-                }
                 done = Some(201);
             }
             Some(account) => match self.on_existing {
-                OnExisting::Skip => {}
+                // Left alone, but a missing SSO mapping is not "unchanged": it is what a 409
+                // on create leaves behind, and the account cannot log in through SSO.
+                OnExisting::Skip => {
+                    if let Some(id) = &task.external_id
+                        && !account.external_ids.contains(id)
+                    {
+                        return Attempt::Done(Outcome::failed_because(format!(
+                            "{} exists without its SSO mapping {} id {}: map it with \
+                             set-external-id, or rerun with --on-existing update",
+                            task.user_id, id.auth_provider, id.external_id
+                        )));
+                    }
+                }
                 OnExisting::Fail => {
                     let why = format!("{} exists already (--on-existing fail)", task.user_id);
                     return Attempt::Done(Outcome::failed_because(why));
@@ -366,21 +402,18 @@ impl Op for CreateUsers {
                 }
             },
             None => {
+                if let Err(outcome) = self.record_password(task) {
+                    return Attempt::Done(outcome);
+                }
                 task.put_sent.store(true, Ordering::SeqCst);
                 match hs.put_user(&task.user_id, &Self::create_body(task)).await {
                     Ok(status) => {
                         task.created.store(true, Ordering::SeqCst);
-                        if let Err(outcome) = self.record_password(task) {
-                            return Attempt::Done(outcome);
-                        }
                         done = Some(status);
                     }
-                    Err(e @ HsError::Status { status: 409, .. }) => {
-                        // Synapse made the account all the same, with this row's password.
+                    // Synapse made the account all the same, without the mapping.
+                    Err(e @ HsError::Status { status: 409, .. }) if task.external_id.is_some() => {
                         task.created.store(true, Ordering::SeqCst);
-                        if let Err(outcome) = self.record_password(task) {
-                            return Attempt::Done(outcome);
-                        }
                         return Attempt::Done(self.conflict(hs, task, &e, true).await);
                     }
                     Err(e) => return classify(e),

@@ -60,7 +60,7 @@ impl Op for Deactivate {
         let planned = match &row.cells {
             Err(why) => Planned {
                 row: row.number,
-                key: "deactivate".into(),
+                key: super::unreadable_key("deactivate", row.number),
                 fields: vec![String::new(), String::new()],
                 task: Err(why.clone()),
             },
@@ -70,6 +70,13 @@ impl Op for Deactivate {
                     _ => String::new(),
                 };
                 let task = local_user(cells, ctx, "deactivate").and_then(|user| {
+                    // The run would lock itself out half-way: every later row would get 401.
+                    if user.as_str() == ctx.me {
+                        return Err(format!(
+                            "user `{}` is the token's own account: deactivate it last, by hand",
+                            ctx.me
+                        ));
+                    }
                     let erase = match optional(cells, 1, "erase")? {
                         Some(text) => boolean("erase", text)?,
                         None => self.erase,
@@ -84,7 +91,12 @@ impl Op for Deactivate {
                     .map_or("", |t| if t.erase { "true" } else { "false" });
                 Planned {
                     row: row.number,
-                    key: format!("deactivate {user}"),
+                    // Erasure is part of what the row wants: a rerun with --erase is new work.
+                    key: match (user.is_empty(), erase) {
+                        (true, _) => super::unreadable_key("deactivate", row.number),
+                        (false, "true") => format!("deactivate {user} erase"),
+                        (false, _) => format!("deactivate {user}"),
+                    },
                     fields: vec![user, erase.to_string()],
                     task,
                 }

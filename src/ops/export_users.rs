@@ -361,7 +361,11 @@ pub async fn run(args: ExportUsersArgs) -> Result<u8, ConfigError> {
         Err(Ended::List(e)) => return Err(ConfigError::Abort(e.to_string())),
         Err(Ended::Output(e)) => return Err(out_error(e)),
     }
-    if let (Some(partial), Some(path)) = (&partial, &args.output) {
+    // An export that misses accounts keeps its .partial name: a file under the asked name is
+    // always a whole export.
+    if let (Some(partial), Some(path)) = (&partial, &args.output)
+        && counts.unread == 0
+    {
         std::fs::rename(partial, path).map_err(|e| usage(e, path))?;
     }
     let rate = counts.written as f64 / elapsed.as_secs_f64().max(1e-3);
@@ -383,8 +387,11 @@ pub async fn run(args: ExportUsersArgs) -> Result<u8, ConfigError> {
     if counts.unread > 0 {
         eprintln!(
             "synbatch: the SSO mappings of {} accounts could not be read (named above); they are \
-             not in the export: run it again",
-            counts.unread
+             not in the export, which is left as {}: run it again",
+            counts.unread,
+            partial
+                .as_deref()
+                .map_or("incomplete".to_string(), |p| p.display().to_string())
         );
         return Ok(1);
     }
@@ -460,12 +467,22 @@ async fn export_with_mappings(
             }
         })
     };
+    // Cancelled by the writer if the output fails (a closed pipe, a full disk): nothing would
+    // take the executor's answers any more.
+    let cancel = CancellationToken::new();
     let writer = {
-        let window = window.clone();
-        std::thread::spawn(move || write_in_order(done_rx, sink, provider, &window))
+        let (window, cancel) = (window.clone(), cancel.clone());
+        std::thread::spawn(move || {
+            let written = write_in_order(done_rx, sink, provider, &window);
+            if written.1.is_err() {
+                window.close();
+                cancel.cancel();
+            }
+            written
+        })
     };
     let work = ReadMappings { hs };
-    let stop = executor::run(work, limits, item_rx, done_tx, CancellationToken::new()).await;
+    let stop = executor::run(work, limits, item_rx, done_tx, cancel).await;
     // The writer may wait for a line that an aborted run never finishes: let the lister go.
     window.close();
     let (total, listed) = lister.await.expect("the lister does not panic");
@@ -556,16 +573,21 @@ pub async fn all_users_file(
     retries: u32,
 ) -> Result<TempInput, ConfigError> {
     let conn = config::connect(server, 1, true).await?;
-    let path = std::env::temp_dir().join(format!("synbatch-all-users-{}.csv", std::process::id()));
-    let guard = TempInput(path.clone());
+    // A fresh file of its own (O_EXCL, mode 0600), not a predictable name in a shared /tmp.
     let io = |e: std::io::Error| {
         ConfigError::Abort(format!(
-            "cannot write the account list to {}: {e}",
-            path.display()
+            "cannot write the account list to a temporary file: {e}"
         ))
     };
-    let mut out = BufWriter::new(File::create(&path).map_err(io)?);
-    writeln!(out, "user").map_err(io)?;
+    let file = tempfile::Builder::new()
+        .prefix("synbatch-all-users-")
+        .suffix(".csv")
+        .tempfile()
+        .map_err(io)?;
+    let mut out = csv::Writer::from_writer(BufWriter::new(file.reopen().map_err(io)?));
+    let guard = TempInput(file);
+    let csv_io = |e: csv::Error| io(e.into());
+    out.write_record(["user"]).map_err(csv_io)?;
     let query = UserQuery {
         limit: page_size,
         deactivated: true,
@@ -579,7 +601,7 @@ pub async fn all_users_file(
         match pager.next_page().await {
             Ok(Some(page)) => {
                 for user in page {
-                    writeln!(out, "{}", user.name).map_err(io)?;
+                    out.write_record([&user.name]).map_err(csv_io)?;
                     n += 1;
                 }
             }
@@ -593,17 +615,11 @@ pub async fn all_users_file(
 }
 
 /// A temporary input file, removed on drop.
-pub struct TempInput(PathBuf);
+pub struct TempInput(tempfile::NamedTempFile);
 
 impl TempInput {
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempInput {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.0.path()
     }
 }
 

@@ -105,6 +105,12 @@ pub struct Context {
     pub me: String,
 }
 
+/// The key of a row that names nothing (it could not be read, or its identifying cell is
+/// empty): the row number keeps such rows apart in the results and in `report`.
+pub fn unreadable_key(job: &str, row: u64) -> String {
+    format!("{job} row:{row}")
+}
+
 pub trait Op: Send + Sync + 'static {
     type Task: Send + Sync + 'static;
 

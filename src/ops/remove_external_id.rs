@@ -235,7 +235,11 @@ fn key(fields: &[&str; 3]) -> String {
 fn invalid(row: u64, fields: [&str; 3], why: String) -> Planned<RemoveTask> {
     Planned {
         row,
-        key: key(&fields),
+        key: if fields[0].is_empty() {
+            super::unreadable_key("remove-external-id", row)
+        } else {
+            key(&fields)
+        },
         fields: fields.map(String::from).to_vec(),
         task: Err(why),
     }

@@ -33,6 +33,15 @@ pub struct SetTask {
 }
 
 impl SetExternalId {
+    /// `--drop-provider` is part of what a row wants: a rerun that adds it is new work.
+    fn key(&self, fields: &[&str; 3]) -> String {
+        let mut key = key(fields);
+        for p in &self.drop {
+            key.push_str(&format!(" drop={p}"));
+        }
+        key
+    }
+
     /// `drop` are the `--drop-provider` values; a bad one is a usage error.
     pub fn new(drop: &[String]) -> Result<SetExternalId, String> {
         let mut checked: Vec<String> = vec![];
@@ -141,7 +150,7 @@ impl Op for SetExternalId {
         match task {
             Ok(task) => out.push(Planned {
                 row: row.number,
-                key: key(&fields),
+                key: self.key(&fields),
                 fields: fields.map(String::from).to_vec(),
                 task: Ok(task),
             }),
@@ -246,7 +255,11 @@ fn key(fields: &[&str; 3]) -> String {
 fn invalid(row: u64, fields: [&str; 3], why: String) -> Planned<SetTask> {
     Planned {
         row,
-        key: key(&fields),
+        key: if fields[0].is_empty() {
+            super::unreadable_key("set-external-id", row)
+        } else {
+            key(&fields)
+        },
         fields: fields.map(String::from).to_vec(),
         task: Err(why),
     }

@@ -120,9 +120,14 @@ impl UserRoomRows {
     }
 
     fn invalid(&self, row: u64, user: &str, room: &str, why: String) -> Planned<UserRoom> {
+        let key = if user.is_empty() {
+            super::unreadable_key(self.job, row)
+        } else {
+            format!("{} {user} {room}", self.job).trim_end().to_string()
+        };
         Planned {
             row,
-            key: format!("{} {user} {room}", self.job).trim_end().to_string(),
+            key,
             fields: vec![user.to_string(), room.to_string()],
             task: Err(why),
         }

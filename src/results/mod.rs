@@ -88,6 +88,11 @@ pub enum ResultsError {
     #[error("{path}: {source}")]
     Csv { path: PathBuf, source: csv::Error },
     #[error(
+        "{path} is being written by another synbatch run: wait for it to end, or name another \
+         results file with -o"
+    )]
+    Busy { path: PathBuf },
+    #[error(
         "{path} holds results of another job (its header is `{found}`, this job writes `{expected}`); \
          name another file with -o"
     )]
@@ -132,6 +137,13 @@ impl ResultsWriter {
             .append(true)
             .open(path)
             .map_err(io_err(path))?;
+        // Two runs appending to one file would interleave lines and repeat each other's rows.
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => ResultsError::Busy {
+                path: path.to_path_buf(),
+            },
+            std::fs::TryLockError::Error(e) => io_err(path)(e),
+        })?;
         let len = file.metadata().map_err(io_err(path))?.len();
         if len > 0 {
             let found = read_header(&mut file).map_err(io_err(path))?;
@@ -170,10 +182,12 @@ impl ResultsWriter {
         let finished = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let millis = line.duration.as_millis().to_string();
         // One record, one physical line: that is what lets a torn tail be found and cut off.
+        // Any cell may hold a line break (a quoted display name, a bad cell in a key).
         let message = one_line(&line.message);
+        let key = one_line(&line.key);
         let fixed = [
             row.as_str(),
-            &line.key,
+            &key,
             line.status.as_str(),
             &http,
             &line.errcode,
@@ -184,7 +198,10 @@ impl ResultsWriter {
         ];
         let record = fixed
             .into_iter()
-            .chain(line.fields.iter().map(String::as_str));
+            .map(std::borrow::Cow::Borrowed)
+            .chain(line.fields.iter().map(|f| one_line(f)));
+        let record: Vec<_> = record.collect();
+        let record = record.iter().map(|c| c.as_ref());
         self.csv
             .write_record(record)
             .map_err(|source| ResultsError::Csv {
@@ -240,6 +257,9 @@ pub struct KeyId(u64, u64);
 
 impl KeyId {
     pub fn of(key: &str) -> KeyId {
+        // The file holds keys with line breaks made spaces; the same key must match.
+        let key = one_line(key);
+        let key = key.as_ref();
         let mut a = DefaultHasher::new();
         key.hash(&mut a);
         let mut b = DefaultHasher::new();
@@ -431,6 +451,35 @@ mod tests {
         assert_eq!(latest.get("join c"), Some(Status::Failed));
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3, "header, a, c: {text}");
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let first = ResultsWriter::open(&path, &["user"]).unwrap();
+        let err = ResultsWriter::open(&path, &["user"]).err().unwrap();
+        assert!(matches!(err, ResultsError::Busy { .. }), "{err}");
+        drop(first);
+        assert!(ResultsWriter::open(&path, &["user"]).is_ok());
+    }
+
+    #[test]
+    fn line_breaks_in_any_cell_stay_on_one_line_and_keys_still_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut l = line(1, "join a\nb", Status::Ok);
+        l.fields = vec!["a\nb".into(), "#r:x".into()];
+        w.write(&l).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(
+            Latest::load(&path).unwrap().get("join a\nb"),
+            Some(Status::Ok)
+        );
     }
 
     #[test]

@@ -28,12 +28,21 @@ pub enum ReportError {
     Results(#[from] ResultsError),
     #[error("{path}: {source}")]
     Csv { path: String, source: csv::Error },
+    #[error("--failed {path}: that is the results file being read; name a new file")]
+    SameFile { path: String },
     #[error("{path} is not a synbatch results file: it has no `key` and `status` columns")]
     NotResults { path: String },
 }
 
 /// Reads `path`; with `failed`, writes the failed rows' fields to that file.
 pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportError> {
+    if let Some(out) = failed
+        && std::fs::canonicalize(out).ok() == std::fs::canonicalize(path).ok()
+    {
+        return Err(ReportError::SameFile {
+            path: path.display().to_string(),
+        });
+    }
     let csv_err = |p: &Path| {
         let path = p.display().to_string();
         move |source| ReportError::Csv { path, source }
@@ -159,7 +168,8 @@ pub fn print(
         let job = s.job.as_deref().unwrap_or("<job>");
         writeln!(
             out,
-            "wrote {} failed rows to {}; run them again with: synbatch {job} {}",
+            "wrote {} failed rows to {}; run them again with: synbatch {job} {} and the options \
+             of the first run (or rerun the first command with --retry-failed)",
             s.failed_written,
             failed.display(),
             failed.display()
