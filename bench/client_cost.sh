@@ -35,23 +35,23 @@ run_tool() { # J ROUND -> "wall cpu other" ; checks every row came back ok
     awk -v w="$wall" -v c="$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" -v b="$b1" -v b0="$b0" \
         -v s="$s1" -v s0="$s0" 'BEGIN { print w, c, b - b0 - c - (s - s0) }'
 }
-run_wrk() { # CONNS SECS -> "requests/s wrk's-own-CPU-ms-per-request other-CPU-s"
+run_wrk() { # CONNS SECS -> "secs requests/s wrk's-own-CPU-ms-per-request other-CPU-s"
     local t=$WORK/cc-wrk.time b0 s0
     wait_quiet
     b0=$(busy_secs); s0=$(stub_secs)
     /usr/bin/time -o "$t" -f '%U %S' wrk -t2 -c"$1" -d"$2"s -s "$(dirname "$0")/join.lua" "$STUB_URL" >"$t.log"
     awk -v cpu="$(awk '{ print $1 + $2 }' "$t")" -v secs="$2" -v b="$(busy_secs)" -v b0="$b0" -v s="$(stub_secs)" -v s0="$s0" \
-        '/^Requests\/sec/ { print $2, cpu * 1000 / ($2 * secs), b - b0 - cpu - (s - s0) }' "$t.log"
+        '/^Requests\/sec/ { print secs, $2, cpu * 1000 / ($2 * secs), b - b0 - cpu - (s - s0) }' "$t.log"
 }
 
 for r in $(seq "$ROUNDS"); do
     for j in 64 8; do
-        read -r wall cpu other < <(run_tool "$j" "$r")
+        line=$(undisturbed run_tool "$j" "$r"); read -r wall cpu other <<<"$line"
         echo "$wall" >>"$WORK/cc-j$j.wall.$$"; echo "$cpu" >>"$WORK/cc-j$j.cpu.$$"; echo "$other" >>"$WORK/cc-other.$$"
         log "round $r -j $j: ${wall}s wall, ${cpu}s cpu; other processes took ${other}s CPU meanwhile"
     done
     for c in 64 8; do
-        read -r rps cpu other < <(run_wrk "$c" $((c == 64 ? 10 : 5)))
+        line=$(undisturbed run_wrk "$c" $((c == 64 ? 10 : 5))); read -r _ rps cpu other <<<"$line"
         echo "$rps" >>"$WORK/cc-wrk$c.$$"; echo "$cpu" >>"$WORK/cc-wrkcpu$c.$$"; echo "$other" >>"$WORK/cc-other.$$"
         log "round $r wrk -c$c: $rps req/s, wrk's own CPU $cpu ms/req; other processes took ${other}s CPU meanwhile"
     done
@@ -68,5 +68,5 @@ for j in 64 8; do
 done
 echo "all runs (wall s / cpu s / wrk req/s):"
 for j in 64 8; do echo "  -j $j: $(paste -sd' ' "$WORK/cc-j$j.wall.$$") / $(paste -sd' ' "$WORK/cc-j$j.cpu.$$") / wrk -c$j $(paste -sd' ' "$WORK/cc-wrk$j.$$")"; done
-echo "CPU taken by other processes during each measurement (s; ~0 = undisturbed): $(paste -sd' ' "$WORK/cc-other.$$")"
+echo "CPU taken by other processes during each kept measurement (s; ~0 = undisturbed): $(paste -sd' ' "$WORK/cc-other.$$")"
 rm -f "$WORK"/cc-*."$$"

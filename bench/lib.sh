@@ -5,6 +5,7 @@
 # 127.0.0.1), measure (wall seconds + the child's user+sys CPU + peak RSS via /usr/bin/time),
 # median, machine_info.
 
+shopt -s inherit_errexit   # a failed check inside $(...) stops the script too
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 WORK=$TARGET/bench
@@ -121,6 +122,19 @@ wait_quiet() {
         sleep 8
     done
     log "machine still busy after ${QUIET_WAIT:-300}s: measuring anyway"
+}
+
+# undisturbed CMD... — runs CMD (a measurement that prints "WALL ... OTHER_CPU") until other
+# processes took at most 0.5 s + 5% of a core meanwhile, at most TRIES times (default 4); prints
+# the last line, with " disturbed" added if every try was disturbed.
+undisturbed() {
+    local i out
+    for i in $(seq "${TRIES:-4}"); do
+        out=$("$@")
+        awk '{ exit !($NF <= 0.5 + 0.05 * $1) }' <<<"$out" && { echo "$out"; return 0; }
+        log "disturbed (other processes took ${out##* }s CPU): measuring again"
+    done
+    echo "$out disturbed"
 }
 
 # median of the numbers on stdin

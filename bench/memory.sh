@@ -39,22 +39,28 @@ export SYNBATCH_TOKEN=bench
 TAB=$WORK/memory.$$
 
 # row LABEL RUNS CHECK CMD... — runs CMD RUNS times (after `eval "$PREP"`), keeps wall and RSS.
+# once CHECK CMD... — one measurement after `eval "$PREP"`: prints "wall rss-KB other-CPU-s".
+once() {
+    local check=$1 b0 s0 wall user sys rss code; shift
+    eval "${PREP:-:}"
+    wait_quiet
+    b0=$(busy_secs); s0=$(stub_secs)
+    read -r wall user sys rss code <<<"$(measure "$TAB.t" "$@")"
+    local b1 s1; b1=$(busy_secs); s1=$(stub_secs)
+    [[ $code == 0 ]] && eval "$check" || { log "exit $code / check failed: $*"; cat "$TAB.t.log" >&2; return 1; }
+    awk -v w="$wall" -v m="$rss" -v b="$b1" -v b0="$b0" -v s="$s1" -v s0="$s0" -v u="$user" -v y="$sys" \
+        'BEGIN { printf "%s %s %.1f\n", w, m, b - b0 - (s - s0) - u - y }'
+}
+# row LABEL RUNS CHECK CMD... — RUNS undisturbed measurements, then one line of the table.
 row() {
-    local label=$1 runs=$2 check=$3; shift 3
-    local r wall user sys rss code b0 s0 other
+    local label=$1 runs=$2 r line; shift 2
     for r in $(seq "$runs"); do
-        eval "${PREP:-:}"
-        wait_quiet
-        b0=$(busy_secs); s0=$(stub_secs)
-        read -r wall user sys rss code < <(measure "$TAB.t" "$@")
-        other=$(awk -v b="$(busy_secs)" -v b0="$b0" -v s="$(stub_secs)" -v s0="$s0" -v u="$user" -v y="$sys" \
-            'BEGIN { printf "%.1f", b - b0 - (s - s0) - u - y }')
-        [[ $code == 0 ]] && eval "$check" || { log "$label: exit $code / check failed"; cat "$TAB.t.log" >&2; exit 1; }
-        log "$label: ${wall}s, ${rss} KB; other processes took ${other}s CPU meanwhile"
-        echo "$wall $rss $other" >>"$TAB.$label"
+        line=$(undisturbed once "$@")
+        log "$label: $line (wall s, peak RSS KB, CPU s other processes took meanwhile)"
+        echo "$line" >>"$TAB.$label"
     done
     printf '| %s | %s | %.1f | %s |\n' "$label" "$(awk '{ print $1 }' "$TAB.$label" | median)" \
-        "$(awk '{ print $2 / 1024 }' "$TAB.$label" | median)" "$(awk '{ printf "%s/%.1f/%s ", $1, $2 / 1024, $3 }' "$TAB.$label")" >>"$TAB.md"
+        "$(awk '{ print $2 / 1024 }' "$TAB.$label" | median)" "$(awk '{ printf "%s/%.1f/%s%s ", $1, $2 / 1024, $3, $4 ? "(disturbed)" : "" }' "$TAB.$label")" >>"$TAB.md"
 }
 
 OUT=$WORK/mem.results.csv

@@ -307,7 +307,11 @@ mod tests {
     fn plans_rows_and_refuses_bad_ones() {
         let op = SetExternalId::new(&["oidc-old".into()]).unwrap();
         let p = plan(&op, ["alice", "oidc-new", "sub 1"]);
-        assert_eq!(p.key, "set-external-id @alice:x.org oidc-new sub 1");
+        // --drop-provider is part of what the row wants.
+        assert_eq!(
+            p.key,
+            "set-external-id @alice:x.org oidc-new sub 1 drop=oidc-old"
+        );
         assert!(p.task.is_ok());
         let why = plan(&op, ["@bob:other.org", "oidc-new", "1"])
             .task

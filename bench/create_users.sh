@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# create_users.sh — creating N (default 2,000) accounts with a display name and a password on a
+# real Synapse, three ways, side by side in one run, fresh localparts each time:
+#   a. seq       one PUT /_synapse/admin/v2/users/<id> at a time (python3, one keep-alive connection)
+#   b. asyncio   the same PUTs from 16 asyncio tasks (python3, a keep-alive connection each)
+#   c. synbatch  `synbatch create-users users.csv` with default settings (-j 8; a GET, then the PUT)
+# Reports accounts/s (median over ROUNDS, default 3; the order rotates each round) and synbatch's
+# ratio to the asyncio script. Every account must answer 201 (synbatch: `ok`). The issue's target:
+# synbatch at least as fast as the asyncio script.
+#
+# Run:    bash bench/create_users.sh         (N=600 ROUNDS=1 ... to choose)
+# Needs:  cargo, python3; runs its own Synapse (relaxed profile) under target/bench/synapse, as
+#         bench/synapse_join.sh does, stopped at the end unless KEEP_SYNAPSE=1. Only 127.0.0.1.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+N=${N:-2000}
+ROUNDS=${ROUNDS:-3}
+HARNESS="python3 $REPO/tests/synapse/harness.py"
+export SYNBATCH_TEST_DIR=$WORK/synapse
+TOOL="python3 $REPO/bench/create_users_tool.py"
+need /usr/bin/time:time
+build
+D=$WORK/create-users.$$
+mkdir -p "$D"
+stop_all() { rm -rf "$D"; [[ -n ${KEEP_SYNAPSE:-} ]] || $HARNESS stop --all >/dev/null || true; }
+trap stop_all EXIT
+json() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+state=$($HARNESS ensure --profile relaxed)
+URL=$(json url <<<"$state"); TOKEN=$(json admin_token <<<"$state")
+export URL TOKEN
+printf '%s' "$TOKEN" >"$D/token"
+
+# one METHOD ROUND — prints the wall seconds; checks every account was created.
+one() {
+    local method=$1 prefix=cu$$r$2$1 created
+    case $method in
+    seq) set -- $TOOL seq "$prefix" "$N" ;;
+    asyncio) set -- $TOOL asyncio "$prefix" "$N" 16 ;;
+    synbatch)
+        awk -v p="$prefix" -v n="$N" 'BEGIN { print "user,displayname,password"; for (i = 0; i < n; i++) printf "%s%d,Bench @%s%d:localhost,Bench-pw-1234\n", p, i, p, i }' >"$D/in.csv"
+        rm -f "$D/res.csv"
+        set -- "$SYNBATCH" create-users "$D/in.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" -q ;;
+    esac
+    wait_quiet
+    /usr/bin/time -o "$D/time" -f '%e' "$@" >"$D/out" 2>"$D/err" || true
+    case $method in
+    synbatch) created=$(grep -c ',ok,201,' "$D/res.csv" || true) ;;
+    *) read -r created _ <"$D/out" ;;
+    esac
+    [[ $created == "$N" ]] || { log "$method: $created of $N created"; cat "$D/err" >&2; exit 1; }
+    tail -n1 "$D/time"
+}
+
+echo "# create_users: $N accounts (display name + password); median of $ROUNDS; $(machine_info)"
+for r in $(seq "$ROUNDS"); do
+    methods=(seq asyncio synbatch)
+    for i in 0 1 2; do
+        m=${methods[$(((i + r - 1) % 3))]}
+        w=$(one "$m" "$r")
+        log "round $r $m: ${w}s = $(awk -v w="$w" -v n="$N" 'BEGIN { printf "%.1f", n / w }') accounts/s"
+        echo "$w" >>"$D/$m"
+    done
+done
+awk -v n="$N" -v a="$(median <"$D/seq")" -v b="$(median <"$D/asyncio")" -v c="$(median <"$D/synbatch")" 'BEGIN {
+    print "| seq accounts/s | asyncio -c16 accounts/s | synbatch (default -j 8) accounts/s | synbatch ÷ asyncio |"
+    print "|---|---|---|---|"
+    printf "| %.1f | %.1f | %.1f | %.0f%% |\n", n / a, n / b, n / c, 100 * b / c }'
+echo "all runs, seconds: seq $(paste -sd' ' "$D/seq"); asyncio $(paste -sd' ' "$D/asyncio"); synbatch $(paste -sd' ' "$D/synbatch")"
