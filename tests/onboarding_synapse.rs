@@ -263,7 +263,7 @@ async fn create_users_reports_a_taken_sso_mapping_and_bad_rows() {
     assert_eq!(status, 200, "Synapse creates the account anyway");
     assert!(account["external_ids"].as_array().unwrap().is_empty());
     assert_eq!(row("2")["status"], "invalid");
-    assert!(row("2")["message"].contains("local accounts only"));
+    assert!(row("2")["message"].contains("only manages local accounts"));
     assert_eq!(row("3")["status"], "invalid");
     assert!(row("3")["message"].contains("without an external_id"));
     assert_eq!(row("4")["status"], "invalid");

@@ -22,7 +22,10 @@ use super::join::join_user;
 use super::passwords::{self, PasswordFile};
 use super::rooms::Rooms;
 use super::user_room::checked_rooms;
-use super::{Context, Op, Outcome, Planned, boolean, classify, local_user, optional};
+use super::{
+    ADMIN_API_LOCAL, Context, Op, Outcome, Planned, boolean, classify, local_user, optional,
+    required,
+};
 use crate::cli::OnExisting;
 use crate::executor::Attempt;
 use crate::homeserver::{ExternalId, Homeserver, HsError, Threepid, User};
@@ -99,7 +102,7 @@ impl CreateUsers {
     }
 
     fn read(&self, ctx: &Context, cells: &[Cell]) -> Result<NewUser, String> {
-        let user_id = match local_user(cells, ctx, "create-users")? {
+        let user_id = match local_user(required(cells, 0, "user")?, ctx, ADMIN_API_LOCAL)? {
             UserRef::Mxid(id) => id,
             UserRef::Email(address) => {
                 return Err(format!(

@@ -9,7 +9,10 @@
 //! `failed` ("no such user"), an account already deactivated (and erased, when erasure is asked
 //! for) is `unchanged`. Cannot be undone: the job asks for confirmation, or needs `--yes`.
 
-use super::{Context, Op, Outcome, Planned, Users, boolean, classify, local_user, optional};
+use super::{
+    ADMIN_API_LOCAL, Context, Op, Outcome, Planned, Users, boolean, classify, local_user, optional,
+    required,
+};
 use crate::executor::Attempt;
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::ids::UserRef;
@@ -69,20 +72,22 @@ impl Op for Deactivate {
                     Cell::Text(t) => t.clone(),
                     _ => String::new(),
                 };
-                let task = local_user(cells, ctx, "deactivate").and_then(|user| {
-                    // The run would lock itself out half-way: every later row would get 401.
-                    if user.as_str() == ctx.me {
-                        return Err(format!(
-                            "user `{}` is the token's own account: deactivate it last, by hand",
-                            ctx.me
-                        ));
-                    }
-                    let erase = match optional(cells, 1, "erase")? {
-                        Some(text) => boolean("erase", text)?,
-                        None => self.erase,
-                    };
-                    Ok(DeactivateTask { user, erase })
-                });
+                let task = required(cells, 0, "user")
+                    .and_then(|cell| local_user(cell, ctx, ADMIN_API_LOCAL))
+                    .and_then(|user| {
+                        // The run would lock itself out half-way: every later row would get 401.
+                        if user.as_str() == ctx.me {
+                            return Err(format!(
+                                "user `{}` is the token's own account: deactivate it last, by hand",
+                                ctx.me
+                            ));
+                        }
+                        let erase = match optional(cells, 1, "erase")? {
+                            Some(text) => boolean("erase", text)?,
+                            None => self.erase,
+                        };
+                        Ok(DeactivateTask { user, erase })
+                    });
                 let user = task
                     .as_ref()
                     .map_or(user_text, |t| t.user.as_str().to_string());

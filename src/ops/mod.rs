@@ -225,19 +225,23 @@ pub fn boolean(field: &str, text: &str) -> Result<bool, String> {
     }
 }
 
-/// A user cell that must name an account of this server (by id, localpart or email).
-pub fn local_user(cells: &[Cell], ctx: &Context, job: &str) -> Result<UserRef, String> {
-    let user = crate::input::ids::user(required(cells, 0, "user")?, &ctx.server_name)?;
+/// A user cell that must name an account of this server (by id, localpart or email); `why`
+/// says why a remote user will not do.
+pub fn local_user(cell: &str, ctx: &Context, why: &str) -> Result<UserRef, String> {
+    let user = crate::input::ids::user(cell, &ctx.server_name)?;
     if let UserRef::Mxid(id) = &user
         && crate::input::ids::server_of(id) != Some(&ctx.server_name)
     {
         return Err(format!(
-            "user `{id}` is not on this server ({}): {job} works on local accounts only",
+            "user `{id}` is not on this server ({}): {why}",
             ctx.server_name
         ));
     }
     Ok(user)
 }
+
+/// Why admin-API jobs refuse remote users.
+pub const ADMIN_API_LOCAL: &str = "the admin API only manages local accounts";
 
 /// Resolves email addresses to user ids through the admin threepid lookup, once per address.
 #[derive(Default)]

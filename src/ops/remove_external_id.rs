@@ -11,7 +11,8 @@
 //! server's whole account list (`GET /_synapse/admin/v2/users`, every page, deactivated accounts
 //! included) as the input. Rows for the same user run one after the other.
 
-use super::sso::{self, local_user};
+use super::sso;
+use super::{ADMIN_API_LOCAL, local_user};
 use super::{Context, Op, Outcome, Planned, Users, classify, optional, required};
 use crate::executor::Attempt;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
@@ -102,7 +103,7 @@ impl Op for RemoveExternalId {
             Cell::Text(t) => t.as_str(),
             _ => "",
         };
-        let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx));
+        let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx, ADMIN_API_LOCAL));
         let user_text = user
             .as_ref()
             .map(|u| u.as_str().to_string())

@@ -11,7 +11,8 @@
 //! `GET /_synapse/admin/v1/auth_providers/<provider>/users/<external_id>`). Rows for the same
 //! user run one after the other (a read-modify-write race would lose a mapping).
 
-use super::sso::{self, local_user};
+use super::sso;
+use super::{ADMIN_API_LOCAL, local_user};
 use super::{Context, Op, Outcome, Planned, Users, classify, required};
 use crate::executor::Attempt;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
@@ -122,7 +123,7 @@ impl Op for SetExternalId {
             Cell::Text(t) => t.as_str(),
             _ => "",
         };
-        let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx));
+        let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx, ADMIN_API_LOCAL));
         let user_text = user
             .as_ref()
             .map(|u| u.as_str().to_string())

@@ -10,20 +10,7 @@
 use super::{Outcome, classify};
 use crate::executor::Attempt;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
-use crate::input::ids::{self, UserRef};
-use crate::ops::Context;
-
-/// Reads a user cell for a job that changes accounts through the admin API: local users only.
-pub fn local_user(cell: &str, ctx: &Context) -> Result<UserRef, String> {
-    let user = ids::user(cell, &ctx.server_name)?;
-    match &user {
-        UserRef::Mxid(id) if ids::server_of(id) != Some(&ctx.server_name) => Err(format!(
-            "user `{id}` is not on this server ({}): the admin API only manages local accounts",
-            ctx.server_name
-        )),
-        _ => Ok(user),
-    }
-}
+use crate::input::ids::UserRef;
 
 /// Reads a provider id: Synapse stores any string, but one with white space is a typo.
 pub fn provider(cell: &str, what: &str) -> Result<String, String> {
@@ -144,12 +131,13 @@ mod tests {
 
     #[test]
     fn users_must_be_local() {
+        use crate::ops::{ADMIN_API_LOCAL, Context, local_user};
         let ctx = Context {
             server_name: "x.org".into(),
             me: String::new(),
         };
-        assert!(local_user("alice", &ctx).is_ok());
-        let err = local_user("@bob:other.org", &ctx).unwrap_err();
+        assert!(local_user("alice", &ctx, ADMIN_API_LOCAL).is_ok());
+        let err = local_user("@bob:other.org", &ctx, ADMIN_API_LOCAL).unwrap_err();
         assert!(
             err.contains("@bob:other.org") && err.contains("local"),
             "{err}"

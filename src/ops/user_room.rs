@@ -61,21 +61,15 @@ impl UserRoomRows {
                 return;
             }
         };
-        let user = required(cells, 0, "user").and_then(|u| ids::user(u, &ctx.server_name));
+        let user = required(cells, 0, "user").and_then(|u| match self.local_only {
+            Some(why) => super::local_user(u, ctx, why),
+            None => ids::user(u, &ctx.server_name),
+        });
         let user_text = match (&user, &cells[0]) {
             (Ok(u), _) => u.as_str().to_string(),
             (Err(_), Cell::Text(t)) => t.clone(),
             _ => String::new(),
         };
-        let user = user.and_then(|u| match (&u, self.local_only) {
-            (UserRef::Mxid(id), Some(why)) if ids::server_of(id) != Some(&ctx.server_name) => {
-                Err(format!(
-                    "user `{id}` is not on this server ({}): {why}",
-                    ctx.server_name
-                ))
-            }
-            _ => Ok(u),
-        });
         let reason = match cells.get(2).map(|_| optional(cells, 2, "reason")) {
             Some(Ok(reason)) => reason.map(String::from),
             Some(Err(why)) => {
