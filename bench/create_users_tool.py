@@ -57,12 +57,19 @@ async def worker(queue, counts):
              f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
         await writer.drain()
         status = int((await reader.readline()).split()[1])
-        length = 0
+        length, chunked = 0, False
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode().partition(":")
             if name.lower() == "content-length":
                 length = int(value)
-        await reader.readexactly(length)
+            elif name.lower() == "transfer-encoding":
+                chunked = "chunked" in value.lower()
+        if chunked:  # Synapse sends JSON bodies chunked
+            while (size := int((await reader.readline()).strip(), 16)) > 0:
+                await reader.readexactly(size + 2)
+            await reader.readline()
+        else:
+            await reader.readexactly(length)
         counts[0 if status == 201 else 1] += 1
     writer.close()
 
