@@ -260,7 +260,12 @@ def ensure_venv(root: Path) -> None:
     """Create/repair <root>/venv with the pinned Synapse. Caller holds the root lock."""
     py = venv_python(root)
     if py.exists():
-        res = subprocess.run([str(py), "-c", "import synapse; print(synapse.__version__)"],
+        # The distribution's version, not synapse.__version__: inside a git work tree (this
+        # repo's target/), Synapse appends the repo's branch and commit to __version__, which
+        # would then differ after every commit and make a second caller rebuild the venv under
+        # a server that is running from it.
+        probe = "import importlib.metadata as m; print(m.version('matrix-synapse'))"
+        res = subprocess.run([str(py), "-c", probe],
                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if res.returncode == 0 and res.stdout.strip() == SYNAPSE_VERSION:
             return
