@@ -59,7 +59,7 @@ impl RoomAction for Kick {
             Err(_) => return Ok(Some(format!("room {} could not be resolved", task.room))),
         };
         let state = rooms.state(hs, &room_id).await?;
-        if !state.lock().unwrap().can_kick(&ctx.me) {
+        if !state.can_kick(&ctx.me) {
             return Ok(Some(format!(
                 "{} is not in room {} with power to kick",
                 ctx.me, task.room

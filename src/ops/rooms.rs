@@ -3,7 +3,7 @@
 //! invite into this room?".
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::{Cache, Outcome, classify};
 use crate::executor::Attempt;
@@ -12,8 +12,8 @@ use crate::homeserver::{Homeserver, HsError, RoomState};
 #[derive(Default)]
 pub struct Rooms {
     ids: Cache<String>,
-    joined: Cache<Arc<Mutex<HashSet<String>>>>,
-    states: Cache<Arc<Mutex<RoomState>>>,
+    joined: Cache<Arc<HashSet<String>>>,
+    states: Cache<Arc<RoomState>>,
 }
 
 impl Rooms {
@@ -36,13 +36,13 @@ impl Rooms {
         self.ids.get_or_try(room, || hs.resolve_alias(room)).await
     }
 
-    /// The users joined to a room when the run first asked, plus those the run joined since
-    /// (admin members API: one request per room). A room the server does not know is empty.
+    /// The users joined to a room when the run first asked (admin members API: one request per
+    /// room). A room the server does not know is empty.
     pub async fn joined(
         &self,
         hs: &Homeserver,
         room_id: &str,
-    ) -> Result<Arc<Mutex<HashSet<String>>>, HsError> {
+    ) -> Result<Arc<HashSet<String>>, HsError> {
         let fetch = || async {
             let members = match hs.room_members(room_id).await {
                 Ok(members) => members.into_iter().collect(),
@@ -50,25 +50,21 @@ impl Rooms {
                 Err(HsError::Status { status: 404, .. }) => HashSet::new(),
                 Err(e) => return Err(e),
             };
-            Ok(Arc::new(Mutex::new(members)))
+            Ok(Arc::new(members))
         };
         self.joined.get_or_try(room_id, fetch).await
     }
 
-    /// Every membership of a room (joined, invited, left, banned), read once; callers record
-    /// the changes they make. A room the server does not know has no members.
-    pub async fn state(
-        &self,
-        hs: &Homeserver,
-        room_id: &str,
-    ) -> Result<Arc<Mutex<RoomState>>, HsError> {
+    /// Every membership of a room (joined, invited, left, banned), read once. A room the server
+    /// does not know has no members.
+    pub async fn state(&self, hs: &Homeserver, room_id: &str) -> Result<Arc<RoomState>, HsError> {
         let fetch = || async {
             let state = match hs.room_state(room_id).await {
                 Ok(state) => state,
                 Err(HsError::Status { status: 404, .. }) => RoomState::default(),
                 Err(e) => return Err(e),
             };
-            Ok(Arc::new(Mutex::new(state)))
+            Ok(Arc::new(state))
         };
         self.states.get_or_try(room_id, fetch).await
     }
@@ -78,7 +74,7 @@ impl Rooms {
         &self,
         hs: &Homeserver,
         room: &str,
-    ) -> Result<(String, Arc<Mutex<RoomState>>), Attempt<Outcome>> {
+    ) -> Result<(String, Arc<RoomState>), Attempt<Outcome>> {
         let room_id = self.id(hs, room).await?;
         let state = self.state(hs, &room_id).await.map_err(classify)?;
         Ok((room_id, state))
@@ -102,7 +98,6 @@ impl Rooms {
             Err(e) => return Err(e),
         };
         let state = self.state(hs, &room_id).await?;
-        let state = state.lock().unwrap();
         if state.members.is_empty() {
             return Ok(Some(format!("room {room} is not known to this server")));
         }
