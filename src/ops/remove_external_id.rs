@@ -181,12 +181,8 @@ impl Op for RemoveExternalId {
         _ctx: &Context,
         task: &RemoveTask,
     ) -> Result<Option<String>, HsError> {
-        let user_id = match sso::user_id_for_check(hs, &task.user).await? {
-            Ok(id) => id,
-            Err(why) => return Ok(Some(why)),
-        };
-        let before = match sso::current_for_check(hs, &user_id).await? {
-            Ok(list) => list,
+        let (user_id, before) = match sso::before_for_check(hs, &task.user).await? {
+            Ok(found) => found,
             Err(why) => return Ok(Some(why)),
         };
         let after: Vec<ExternalId> = before

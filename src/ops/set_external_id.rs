@@ -194,12 +194,8 @@ impl Op for SetExternalId {
         _ctx: &Context,
         task: &SetTask,
     ) -> Result<Option<String>, HsError> {
-        let user_id = match sso::user_id_for_check(hs, &task.user).await? {
-            Ok(id) => id,
-            Err(why) => return Ok(Some(why)),
-        };
-        let before = match sso::current_for_check(hs, &user_id).await? {
-            Ok(list) => list,
+        let (user_id, before) = match sso::before_for_check(hs, &task.user).await? {
+            Ok(found) => found,
             Err(why) => return Ok(Some(why)),
         };
         let pair = &task.pair;

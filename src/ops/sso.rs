@@ -41,30 +41,23 @@ pub async fn current(hs: &Homeserver, user_id: &str) -> Result<Vec<ExternalId>, 
     }
 }
 
-/// For `--check`: the user id a cell names, or why it names none.
-pub async fn user_id_for_check(
+/// For `--check`: the account a cell names and its mappings now, or why there is none.
+pub async fn before_for_check(
     hs: &Homeserver,
     user: &UserRef,
-) -> Result<Result<String, String>, HsError> {
-    match user {
-        UserRef::Mxid(id) => Ok(Ok(id.clone())),
+) -> Result<Result<(String, Vec<ExternalId>), String>, HsError> {
+    let user_id = match user {
+        UserRef::Mxid(id) => id.clone(),
         UserRef::Email(address) => match hs.user_by_email(address).await {
-            Ok(id) => Ok(Ok(id)),
+            Ok(id) => id,
             Err(HsError::Status { status: 404, .. }) => {
-                Ok(Err(format!("no account has the email address {address}")))
+                return Ok(Err(format!("no account has the email address {address}")));
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         },
-    }
-}
-
-/// For `--check`: the account's mappings, or why there is no account.
-pub async fn current_for_check(
-    hs: &Homeserver,
-    user_id: &str,
-) -> Result<Result<Vec<ExternalId>, String>, HsError> {
-    match hs.user(user_id).await {
-        Ok(user) => Ok(Ok(user.external_ids)),
+    };
+    match hs.user(&user_id).await {
+        Ok(user) => Ok(Ok((user_id, user.external_ids))),
         Err(HsError::Status { status: 404, .. }) => Ok(Err(format!(
             "no such user {user_id} (this job never creates accounts)"
         ))),
