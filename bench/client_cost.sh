@@ -46,27 +46,28 @@ run_wrk() { # CONNS SECS -> "secs requests/s wrk's-own-CPU-ms-per-request other-
 
 for r in $(seq "$ROUNDS"); do
     for j in 64 8; do
-        line=$(undisturbed run_tool "$j" "$r"); read -r wall cpu other <<<"$line"
-        echo "$wall" >>"$WORK/cc-j$j.wall.$$"; echo "$cpu" >>"$WORK/cc-j$j.cpu.$$"; echo "$other" >>"$WORK/cc-other.$$"
-        log "round $r -j $j: ${wall}s wall, ${cpu}s cpu; other processes took ${other}s CPU meanwhile"
+        line=$(undisturbed run_tool "$j" "$r"); echo "$line" >>"$WORK/cc-j$j.$$"
+        log "round $r -j $j: wall s, CPU s, CPU s of other processes: $line"
     done
     for c in 64 8; do
-        line=$(undisturbed run_wrk "$c" $((c == 64 ? 10 : 5))); read -r _ rps cpu other <<<"$line"
-        echo "$rps" >>"$WORK/cc-wrk$c.$$"; echo "$cpu" >>"$WORK/cc-wrkcpu$c.$$"; echo "$other" >>"$WORK/cc-other.$$"
-        log "round $r wrk -c$c: $rps req/s, wrk's own CPU $cpu ms/req; other processes took ${other}s CPU meanwhile"
+        line=$(undisturbed run_wrk "$c" $((c == 64 ? 10 : 5))); echo "$line" >>"$WORK/cc-wrk$c.$$"
+        log "round $r wrk -c$c: secs, req/s, wrk's CPU ms/req, CPU s of other processes: $line"
     done
 done
 
-echo "# client_cost: $ROWS rows, 100 rooms, nginx stub (1 worker), median of $ROUNDS; $(machine_info)"
+# col FILE N — the medians of column N over the undisturbed lines (over all if none is).
+col() {
+    local clean; clean=$(awk '$NF != "disturbed"' "$1")
+    if [[ -n $clean ]]; then awk -v n="$2" '{ print $n }' <<<"$clean" | median; else awk -v n="$2" '{ print $n }' "$1" | median; fi
+}
+echo "# client_cost: $ROWS rows, 100 rooms, nginx stub (1 worker); medians of $ROUNDS rounds (of the undisturbed ones); $(machine_info)"
 echo "| run | wall s | rows/s | CPU s (user+sys) | CPU ms/row | wrk req/s, same conns | rows/s ÷ wrk | wrk's own CPU ms/req |"
 echo "|---|---|---|---|---|---|---|---|"
 for j in 64 8; do
-    wall=$(median <"$WORK/cc-j$j.wall.$$"); cpu=$(median <"$WORK/cc-j$j.cpu.$$")
-    w=$(median <"$WORK/cc-wrk$j.$$"); wc=$(median <"$WORK/cc-wrkcpu$j.$$")
-    awk -v j="$j" -v w="$wall" -v c="$cpu" -v n="$ROWS" -v k="$w" -v kc="$wc" 'BEGIN {
+    awk -v j="$j" -v w="$(col "$WORK/cc-j$j.$$" 1)" -v c="$(col "$WORK/cc-j$j.$$" 2)" -v n="$ROWS" \
+        -v k="$(col "$WORK/cc-wrk$j.$$" 2)" -v kc="$(col "$WORK/cc-wrk$j.$$" 3)" 'BEGIN {
         printf "| synbatch -j %d | %.2f | %.0f | %.2f | %.4f | %.0f | %.0f%% | %.4f |\n", j, w, n / w, c, c * 1000 / n, k, 100 * n / w / k, kc }'
 done
-echo "all runs (wall s / cpu s / wrk req/s):"
-for j in 64 8; do echo "  -j $j: $(paste -sd' ' "$WORK/cc-j$j.wall.$$") / $(paste -sd' ' "$WORK/cc-j$j.cpu.$$") / wrk -c$j $(paste -sd' ' "$WORK/cc-wrk$j.$$")"; done
-echo "CPU taken by other processes during each kept measurement (s; ~0 = undisturbed): $(paste -sd' ' "$WORK/cc-other.$$")"
+echo "every run kept (wall s, CPU s, CPU s of other processes meanwhile; wrk: secs, req/s, CPU ms/req, other):"
+for f in j64 j8 wrk64 wrk8; do echo "  $f: $(paste -sd'|' "$WORK/cc-$f.$$" | sed 's/|/ | /g')"; done
 rm -f "$WORK"/cc-*."$$"

@@ -11,6 +11,13 @@ TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 WORK=$TARGET/bench
 SYNBATCH=$TARGET/release/synbatch
 mkdir -p "$WORK"
+# One bench script at a time (they share target/bench/ and the stub's port, and would disturb
+# each other's figures): wait for the other one to finish.
+exec 9>"$WORK/lock"
+if ! flock -n 9; then
+    echo "[bench] another bench script is running: waiting for it" >&2
+    flock -w "${LOCK_WAIT:-3600}" 9 || { echo "[bench] gave up waiting" >&2; exit 1; }
+fi
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -39,15 +46,32 @@ gen_input() {
 }
 
 # The stub: nginx answering the four calls `synbatch join` makes, instantly, with fixed JSON.
+# STUB_URL has no access log; STUB_LOGGED_URL (the next port) logs each request with its arrival
+# time ($msec) to STUB_LOG, to time when a run's first request arrives.
 STUB_PORT=${STUB_PORT:-18449}
 STUB_URL=http://127.0.0.1:$STUB_PORT
+STUB_LOGGED_URL=http://127.0.0.1:$((STUB_PORT + 1))
+STUB_LOG=$WORK/nginx/logs/requests.log
 STUB_PID=
 stub_start() {
     need nginx:nginx curl:curl
-    local dir=$WORK/nginx
+    local dir=$WORK/nginx i
+    if curl -s -o /dev/null "$STUB_URL/" || curl -s -o /dev/null "$STUB_LOGGED_URL/"; then
+        log "port $STUB_PORT or $((STUB_PORT + 1)) is taken (a stub left over?): set STUB_PORT"; return 1
+    fi
     mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/api.conf" <<'CONF'
+location = /_matrix/client/v3/account/whoami { return 200 '{"user_id":"@admin:bench.local"}'; }
+location ~ ^/_synapse/admin/v1/users/[^/]+/admin$ { return 200 '{"admin":true}'; }
+location ~ ^/_synapse/admin/v1/rooms/[^/]+/members$ { return 200 '{"members":[],"total":0}'; }
+location ~ ^/_synapse/admin/v1/join/[^/]+$ {
+    if ($request_method != POST) { return 405; }
+    return 200 '{"room_id":"!r:bench.local"}';
+}
+location / { return 404 '{"errcode":"M_UNRECOGNIZED"}'; }
+CONF
     # One worker: on 2 cores the client (or wrk) needs the other one.
-    cat >"$dir/nginx.conf" <<EOF
+    cat >"$dir/nginx.conf" <<CONF
 worker_processes ${STUB_WORKERS:-1};
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
@@ -58,24 +82,16 @@ http {
     keepalive_timeout 65;
     keepalive_requests 1000000;
     default_type application/json;
-    server {
-        listen 127.0.0.1:$STUB_PORT reuseport backlog=4096;
-        location = /_matrix/client/v3/account/whoami { return 200 '{"user_id":"@admin:bench.local"}'; }
-        location ~ ^/_synapse/admin/v1/users/[^/]+/admin\$ { return 200 '{"admin":true}'; }
-        location ~ ^/_synapse/admin/v1/rooms/[^/]+/members\$ { return 200 '{"members":[],"total":0}'; }
-        location ~ ^/_synapse/admin/v1/join/[^/]+\$ {
-            if (\$request_method != POST) { return 405; }
-            return 200 '{"room_id":"!r:bench.local"}';
-        }
-        location / { return 404 '{"errcode":"M_UNRECOGNIZED"}'; }
-    }
+    log_format timed '\$msec \$request_method \$uri';
+    server { listen 127.0.0.1:$STUB_PORT backlog=4096; include $dir/api.conf; }
+    server { listen 127.0.0.1:$((STUB_PORT + 1)); access_log $STUB_LOG timed; include $dir/api.conf; }
 }
-EOF
+CONF
     nginx -t -q -p "$dir" -c "$dir/nginx.conf"
-    nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
+    nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 9>&- &
     STUB_PID=$!
-    local i
     for i in $(seq 50); do
+        kill -0 "$STUB_PID" 2>/dev/null || { log "nginx stub exited: $(tail -n3 "$dir/logs/error.log")"; return 1; }
         curl -fsS -o /dev/null "$STUB_URL/_matrix/client/v3/account/whoami" 2>/dev/null && return 0
         sleep 0.1
     done
@@ -97,11 +113,11 @@ measure() {
     tail -n1 "$out"   # /usr/bin/time writes "Command exited with non-zero status" first on failure
 }
 
-# CPU seconds the whole machine spent busy so far (/proc/stat: user, nice, system, irq, steal;
-# not softirq, which is mostly the loopback traffic of the run itself), and what the stub spent.
-# other_cpu BUSY0 BUSY1 OURS STUB0 STUB1 then tells what *other* processes took meanwhile: a
-# run beside a compile (another engineer's) shows up there and should be rerun.
-busy_secs() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print ($2 + $3 + $4 + $7 + $9) / hz }' /proc/stat; }
+# CPU seconds the whole machine spent busy so far (/proc/stat; softirq included: on loopback it
+# runs in, and is charged to, the sending process), and what the stub (nginx) spent.
+# busy delta - our process's CPU - the stub's delta = what *other* processes took meanwhile: a
+# run beside a compile (another engineer's) shows there, and `undisturbed` measures it again.
+busy_secs() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
 stub_secs() {
     local p t=0
     for p in $STUB_PID $(pgrep -P "$STUB_PID" 2>/dev/null); do
@@ -138,7 +154,7 @@ undisturbed() {
 }
 
 # median of the numbers on stdin
-median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 machine_info() {
     printf 'nproc %s; CPU %s; kernel %s; %s; synbatch built from %s\n' "$(nproc)" \

@@ -25,6 +25,8 @@ source "$(dirname "$0")/lib.sh"
 N=600
 ROUNDS=${ROUNDS:-3}
 PROFILES=${PROFILES:-relaxed default}
+PARALLEL_J=${PARALLEL_J:-16}        # for investigating: parallel's -j
+SYNBATCH_ARGS=${SYNBATCH_ARGS:-}    # for investigating: e.g. "-j 16" (the figures use none)
 HARNESS="python3 $REPO/tests/synapse/harness.py"
 # Servers of our own (not the tests' ones, which another engineer's test run may be loading).
 export SYNBATCH_TEST_DIR=$WORK/synapse
@@ -43,7 +45,7 @@ pid_secs() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $
 # one PROFILE METHOD ROUND — fresh room and users, runs METHOD; prints
 # "wall-s client-cpu-s synapse-cpu-s other-cpu-s" (other: every other process meanwhile).
 one() {
-    local profile=$1 method=$2 tag=bj$$r$3$2 ok room b0 p0 b1 p1
+    local profile=$1 method=$2 tag=bj$(date +%s%N | cut -c8-16)r$3$2 ok room b0 p0 b1 p1
     room=$($HARNESS create-room --alias "$tag" --profile "$profile" | json room_id)
     $TOOL users "${tag}u" "$N" >"$D/users"
     case $method in
@@ -51,12 +53,13 @@ one() {
         set -- $TOOL seq "$room" "$D/users" ;;
     parallel)
         local path=/_synapse/admin/v1/join/$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$room")
-        set -- parallel --will-cite -j16 -a "$D/users" curl -s -o /dev/null -w '%{http_code}\\n' -X POST \
+        set -- parallel --will-cite -j"$PARALLEL_J" -a "$D/users" curl -s -o /dev/null -w '%{http_code}\\n' -X POST \
             -H @"$D/auth" -H "'Content-Type: application/json'" -d "'{\"user_id\":\"{}\"}'" "$URL$path" ;;
     synbatch)
         { echo user,room; sed "s/\$/,$room/" "$D/users"; } >"$D/in.csv"
         rm -f "$D/res.csv"
-        set -- "$SYNBATCH" join "$D/in.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" ;;
+        # shellcheck disable=SC2086
+        set -- "$SYNBATCH" join "$D/in.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" $SYNBATCH_ARGS ;;
     esac
     wait_quiet
     b0=$(busy_secs); p0=$(pid_secs "$SYNAPSE_PID")
@@ -74,7 +77,7 @@ one() {
 }
 
 echo "# synapse_join: $N fresh users into one fresh public room; median of $ROUNDS; $(machine_info)"
-echo "| Synapse profile | seq users/s | parallel -j16 curl users/s | synbatch (default -j 8) users/s | synbatch ÷ best | Synapse CPU s per run (seq / parallel / synbatch) | client CPU s per run (seq / parallel / synbatch) |"
+echo "| Synapse profile | seq users/s | parallel -j$PARALLEL_J curl users/s | synbatch ${SYNBATCH_ARGS:-(default -j 8)} users/s | synbatch ÷ best | Synapse CPU s per run (seq / parallel / synbatch) | client CPU s per run (seq / parallel / synbatch) |"
 echo "|---|---|---|---|---|---|---|"
 for profile in $PROFILES; do
     state=$($HARNESS ensure --profile "$profile")
