@@ -72,8 +72,8 @@ pub enum Command {
             Columns: user, provider and optionally external_id (then only that one id goes). \
             --provider P names the provider for every row, so the input needs only a user \
             column: the output of `synbatch export-users` will do. --all-users --provider P \
-            takes every account of the server (deactivated ones included) as the input: the \
-            whole-server sweep.\n\n\
+            takes every account of the server (deactivated and locked ones included) as the \
+            input: the whole-server sweep.\n\n\
             An account with nothing to remove is `unchanged`; a missing account is `failed` \
             (never created). This cannot be undone (the results file records each account's \
             mappings before the change): synbatch asks first on a terminal, and needs --yes \
@@ -129,7 +129,8 @@ pub enum Command {
             read with one GET per account through the same concurrent, rate-limited executor \
             as the row jobs. The `user` column makes the output a valid input for every row \
             job.\n\n\
-            Filters: --deactivated includes deactivated accounts, --guests includes guests, \
+            Filters: --deactivated includes deactivated accounts (locked ones are always \
+            in), --guests includes guests, \
             --admins keeps only admins, --name N keeps accounts whose localpart or display name \
             contains N, --provider P keeps only accounts with a mapping for P.",
         after_help = "Examples:\n  \
@@ -167,8 +168,9 @@ pub enum Command {
 
     /// Create accounts (admin API; columns: user, [displayname, password, email, admin, ...])
     #[command(
-        long_about = "Create accounts through the admin API (GET, then PUT \
-            /_synapse/admin/v2/users/<user_id>).\n\n\
+        long_about = "Create accounts through the admin API (PUT \
+            /_synapse/admin/v2/users/<user_id>, once the account list or a GET has said the \
+            account is absent).\n\n\
             Columns: user (a user id or localpart), and optionally displayname, password, email \
             (becomes an email threepid), admin (true/false/yes/no/1/0), user_type, provider and \
             external_id (an SSO mapping: give both). An account that exists already is left \
@@ -432,7 +434,7 @@ pub struct RemoveExternalIdArgs {
     #[arg(long, value_name = "P")]
     pub provider: Option<String>,
 
-    /// Take every account of the server (deactivated ones included) as the input
+    /// Take every account of the server (deactivated and locked ones included) as the input
     #[arg(long, requires = "provider", conflicts_with = "input")]
     pub all_users: bool,
 

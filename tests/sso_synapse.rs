@@ -426,7 +426,10 @@ async fn export_pages_through_every_account_and_feeds_the_row_jobs() {
             .0,
         200
     );
-    let active = total(&hs, &format!("name={tag}")).await;
+    // A locked account is an account all the same: Synapse lists it only when asked.
+    hs.create_user(&users[21], json!({"locked": true})).await;
+    assert_eq!(total(&hs, &format!("name={tag}")).await, 21);
+    let active = total(&hs, &format!("name={tag}&locked=true")).await;
     assert_eq!(active, 22);
     let dir = tempfile::tempdir().unwrap();
 
@@ -458,6 +461,7 @@ async fn export_pages_through_every_account_and_feeds_the_row_jobs() {
     listed.sort();
     listed.dedup();
     assert_eq!(listed.len(), active, "no account twice");
+    assert!(listed.contains(&users[21].as_str()), "the locked account");
     let first = rows.iter().find(|r| r["user"] == users[0]).unwrap();
     assert_eq!(first["deactivated"], "false");
     let mut cell: Vec<&str> = first["external_ids"].split(';').collect();
@@ -487,7 +491,7 @@ async fn export_pages_through_every_account_and_feeds_the_row_jobs() {
         .collect();
     assert_eq!(
         lines.len(),
-        total(&hs, &format!("name={tag}&deactivated=true")).await
+        total(&hs, &format!("name={tag}&deactivated=true&locked=true")).await
     );
     assert_eq!(lines.len(), 23);
     assert!(

@@ -99,6 +99,8 @@ impl Homeserver {
         let flag = |b: bool| if b { "true" } else { "false" };
         params.push(("deactivated", flag(query.deactivated)));
         params.push(("guests", flag(query.guests)));
+        // Synapse leaves locked accounts out unless asked: they are accounts all the same.
+        params.push(("locked", "true"));
         if query.admins_only {
             params.push(("admins", "true"));
         }

@@ -610,7 +610,9 @@ pub async fn all_users_file(
         }
     }
     out.flush().map_err(io)?;
-    eprintln!("remove-external-id --all-users: {n} accounts listed (deactivated ones included)");
+    eprintln!(
+        "remove-external-id --all-users: {n} accounts listed (deactivated and locked ones included)"
+    );
     Ok(guard)
 }
 
