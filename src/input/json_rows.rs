@@ -74,18 +74,26 @@ pub fn lines(
     mut each: impl FnMut(Row) -> bool,
 ) -> Result<(), InputError> {
     let mut number = 0;
-    for line in SkipBom::new(reader).lines() {
+    // Bytes, not `lines()`: a line that is not UTF-8 is one bad row, and the rest still runs.
+    for line in SkipBom::new(reader).split(b'\n') {
         let line = line.map_err(|source| InputError::Io {
             name: name.to_string(),
             source,
         })?;
-        if line.trim().is_empty() {
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        if line.trim_ascii().is_empty() {
             continue;
         }
         number += 1;
-        let cells = match serde_json::from_str::<Value>(&line) {
-            Ok(value) => object_cells(value, binder),
-            Err(e) => Err(format!("line is not valid JSON: {e}")),
+        let cells = match std::str::from_utf8(line) {
+            Err(e) => Err(format!(
+                "line is not valid UTF-8 (byte {}): save the file as UTF-8",
+                e.valid_up_to() + 1
+            )),
+            Ok(line) => match serde_json::from_str::<Value>(line) {
+                Ok(value) => object_cells(value, binder),
+                Err(e) => Err(format!("line is not valid JSON: {e}")),
+            },
         };
         if !each(Row { number, cells }) {
             break;

@@ -292,14 +292,23 @@ mod tests {
     fn jsonl_bad_line_is_one_bad_row() {
         let rows = read(
             "a.ndjson",
-            b"{\"user\":\"@a:x\",\"room\":\"#r:x\"}\n\nnot json\n{\"mxid\":\"@b:x\"}\n",
+            b"{\"user\":\"@a:x\",\"room\":\"#r:x\"}\r\n\nnot json\n{\"user\":\"@\xe9:x\"}\n{\"mxid\":\"@b:x\"}\n",
             None,
         )
         .unwrap();
-        assert_eq!(rows.len(), 3);
-        assert!(rows[1].cells.is_err());
-        assert_eq!(rows[2].number, 3);
-        assert_eq!(texts(&rows[2]), vec![t("@b:x"), Cell::Empty]);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(texts(&rows[0]), vec![t("@a:x"), t("#r:x")], "CRLF");
+        assert!(
+            rows[1]
+                .cells
+                .as_ref()
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        let latin1 = rows[2].cells.as_ref().unwrap_err();
+        assert!(latin1.contains("not valid UTF-8 (byte 11)"), "{latin1}");
+        assert_eq!(rows[3].number, 4, "the rows after a bad line still come");
+        assert_eq!(texts(&rows[3]), vec![t("@b:x"), Cell::Empty]);
     }
 
     #[test]
