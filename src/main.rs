@@ -116,18 +116,9 @@ async fn run(cli: Cli) -> Result<u8, Fatal> {
             run_job(ops::deactivate::Deactivate::new(args.erase), &args.job).await
         }
         Command::CreateUsers(args) => {
-            let generate = args.generate_passwords.is_some();
-            // The file is opened before any account is made, so no password can be lost.
-            let passwords = match &args.generate_passwords {
-                Some(path) if !args.job.run.dry_run && !args.job.run.check => {
-                    Some(ops::passwords::PasswordFile::open(path).map_err(Fatal::usage)?)
-                }
-                _ => None,
-            };
             let create = ops::create_users::CreateUsers::new(
                 args.on_existing,
-                generate,
-                passwords,
+                args.generate_passwords.clone(),
                 &args.join,
             )
             .map_err(Fatal::usage)?;
@@ -166,8 +157,22 @@ async fn remove_external_id(mut args: cli::RemoveExternalIdArgs) -> Result<u8, F
     run_job(op, job).await
 }
 
+/// The rows of an input file (read once more, for the confirmation); none for stdin.
+fn count_rows(spec: &InputSpec, binder: &Binder, required: &[&str]) -> Option<u64> {
+    spec.path.as_ref()?;
+    let input = Input::open(spec, binder.clone(), required).ok()?;
+    let mut rows = 0;
+    input
+        .for_each_row(|_| {
+            rows += 1;
+            true
+        })
+        .ok()?;
+    Some(rows)
+}
+
 /// Runs a row job: checks options and input before the network, then the server, then the rows.
-async fn run_job<O: Op>(op: O, args: &JobArgs) -> Result<u8, Fatal> {
+async fn run_job<O: Op>(mut op: O, args: &JobArgs) -> Result<u8, Fatal> {
     config::check(&args.server)?;
     let mode = match (args.run.resume, args.run.retry_failed) {
         (true, _) => Mode::Resume,
@@ -218,16 +223,27 @@ async fn run_job<O: Op>(op: O, args: &JobArgs) -> Result<u8, Fatal> {
         return dry_run(&op, ctx, input, mode, &results);
     }
     if op.destructive() && !planning {
+        // Asked on a terminal: the count there lets a person catch the wrong file.
+        let rows = (!args.run.yes && std::io::stdin().is_terminal())
+            .then(|| count_rows(&spec, &binder, &op.required_fields()))
+            .flatten();
         let what = format!(
-            "run {} on every row of {} against {}",
+            "run {} on {}{} against {}",
             op.name(),
             spec.name(),
+            rows.map_or(String::new(), |n| format!(
+                " ({n} row{})",
+                if n == 1 { "" } else { "s" }
+            )),
             args.server
                 .homeserver
                 .as_deref()
                 .unwrap_or("the homeserver")
         );
         confirm::confirm(&what, args.run.yes).map_err(Fatal::usage)?;
+    }
+    if !planning {
+        op.prepare().map_err(Fatal::usage)?;
     }
 
     let pool = usize::from(args.run.concurrency);

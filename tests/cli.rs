@@ -234,3 +234,23 @@ fn help_teaches_the_job() {
         assert!(r.stdout.contains(needle), "help lacks {needle}");
     }
 }
+
+#[test]
+fn a_bad_input_leaves_no_password_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "wrong.csv", "name\nalice\n");
+    for input in ["missing.csv", "wrong.csv"] {
+        let output = synbatch()
+            .current_dir(dir.path())
+            .env("SYNBATCH_TOKEN", "syt_not_used")
+            .args(["create-users", input, "--generate-passwords", "pw.csv"])
+            // Port 9 (discard): nothing may be sent before the input is known good.
+            .args(["--homeserver", "http://127.0.0.1:9"])
+            .output()
+            .unwrap();
+        let r = finish(output, Some("syt_not_used"));
+        assert_eq!(r.code, 2, "{input}: {}", r.stderr);
+        assert!(r.stderr.contains(input), "{}", r.stderr);
+        assert!(!dir.path().join("pw.csv").exists(), "{input}");
+    }
+}

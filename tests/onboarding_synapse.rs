@@ -488,3 +488,43 @@ async fn check_finds_the_rows_that_would_fail() {
     assert_eq!(hs.members(&pub_id).await, before, "a check changes nothing");
     assert!(!dir.path().join("rows.results.csv").exists());
 }
+
+/// Deactivated and locked accounts exist: `create-users` must not write over them, whether it
+/// learns of them from the account list (which shows them only when asked) or per row.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_users_leaves_deactivated_and_locked_accounts_alone() {
+    let hs = synapse("relaxed");
+    let gone = format!("@{}:{}", unique("gone"), hs.server_name);
+    let locked = format!("@{}:{}", unique("locked"), hs.server_name);
+    for id in [&gone, &locked] {
+        hs.create_user(
+            id,
+            json!({"displayname": "Before", "password": "Before-pw-1234"}),
+        )
+        .await;
+    }
+    let path = format!("/_synapse/admin/v1/deactivate/{}", common::enc(&gone));
+    assert_eq!(hs.call("POST", &path, Some(json!({}))).await.0, 200);
+    hs.create_user(&locked, json!({"locked": true})).await;
+    let before = accounts(&hs, &[gone.clone(), locked.clone()]).await;
+    let fresh = format!("@{}:{}", unique("fresh"), hs.server_name);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "hires.csv",
+        &format!(
+            "user,displayname,password\n{gone},After,After-pw-1234\n{locked},After,After-pw-1234\n{fresh},After,After-pw-1234\n"
+        ),
+    );
+    let run = run_against(&hs, dir.path(), &["create-users", "hires.csv"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines = results(&dir.path().join("hires.results.csv"));
+    let status = |id: &str| lines.iter().find(|l| l["user"] == id).unwrap()["status"].clone();
+    assert_eq!(status(&gone), "unchanged", "{lines:?}");
+    assert_eq!(status(&locked), "unchanged", "{lines:?}");
+    assert_eq!(status(&fresh), "ok", "{lines:?}");
+    let after = accounts(&hs, &[gone.clone(), locked.clone()]).await;
+    assert_eq!(before, after, "not written over");
+    assert_eq!(after[&locked]["locked"], json!(true));
+    assert_eq!(after[&gone]["deactivated"], json!(true));
+}

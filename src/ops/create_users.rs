@@ -1,11 +1,16 @@
 //! `create-users`: accounts from a spreadsheet, with the admin API.
 //!
-//! `GET /_synapse/admin/v2/users/<user_id>` first, because `PUT /_synapse/admin/v2/users/<user_id>`
-//! both creates (201) and modifies (200): without the GET an update would create accounts, and
-//! a create would overwrite them. The body carries only what the row gives: `displayname`,
-//! `password` (at most 512 characters), `threepids` `[{medium: "email", address}]`, `admin`,
-//! `user_type`, `external_ids` `[{auth_provider, external_id}]`. `threepids` and `external_ids`
-//! replace the whole list, so an update sends the account's own list with the new entry.
+//! `PUT /_synapse/admin/v2/users/<user_id>` both creates (201) and modifies (200), so whether the
+//! account exists is known first: from the account list on a server of up to 10,000 accounts
+//! (see `accounts`), else from `GET /_synapse/admin/v2/users/<user_id>`. Without that an update
+//! would create accounts, and a create would overwrite them. A 200 where a 201 was expected is
+//! an account made by someone else in between: the row is `failed` and says what was written
+//! over it (the create body asks Synapse to keep its devices logged in).
+//!
+//! The body carries only what the row gives: `displayname`, `password` (at most 512
+//! characters), `threepids` `[{medium: "email", address}]`, `admin`, `user_type`,
+//! `external_ids` `[{auth_provider, external_id}]`. `threepids` and `external_ids` replace the
+//! whole list, so an update sends the account's own list with the new entry.
 //!
 //! If the SSO mapping is already another account's, Synapse answers 409 "External id is already
 //! in use." and, on create, makes the account anyway without the mapping: that row is `failed`
@@ -14,10 +19,12 @@
 //! `--join ROOM` joins each account as part of its row (the admin join API, as `join` does); the
 //! row is `ok` only when all of it is done, and a rerun finishes what is missing.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value, json};
 
+use super::accounts::{Accounts, Known};
 use super::join::join_user;
 use super::passwords::{self, PasswordFile};
 use super::rooms::Rooms;
@@ -59,11 +66,13 @@ const RESULT_FIELDS: &[&str] = &[
 
 pub struct CreateUsers {
     on_existing: OnExisting,
+    /// `--generate-passwords FILE`.
+    password_path: Option<PathBuf>,
+    /// That file, opened by `prepare` (only for a real run).
     passwords: Option<PasswordFile>,
-    /// Whether to generate passwords (the file is opened only for a real run).
-    generate: bool,
     join: Vec<String>,
     rooms: Rooms,
+    accounts: Accounts,
 }
 
 /// What a row asks for.
@@ -88,16 +97,16 @@ pub struct NewUser {
 impl CreateUsers {
     pub fn new(
         on_existing: OnExisting,
-        generate: bool,
-        passwords: Option<PasswordFile>,
+        password_path: Option<PathBuf>,
         join: &[String],
     ) -> Result<CreateUsers, String> {
         Ok(CreateUsers {
             on_existing,
-            passwords,
-            generate,
+            password_path,
+            passwords: None,
             join: checked_rooms("--join", join)?,
             rooms: Rooms::default(),
+            accounts: Accounts::default(),
         })
     }
 
@@ -143,7 +152,8 @@ impl CreateUsers {
                 return Err(format!("external_id `{id}` is given without a provider"));
             }
         };
-        let generated = (self.generate && password.is_none()).then(passwords::generate);
+        let generated =
+            (self.password_path.is_some() && password.is_none()).then(passwords::generate);
         Ok(NewUser {
             user_id,
             displayname: text(1, "displayname")?,
@@ -162,6 +172,9 @@ impl CreateUsers {
     /// The PUT body that creates the account.
     fn create_body(task: &NewUser) -> Value {
         let mut body = Map::new();
+        // Ignored by a create; should the account have been made meanwhile by someone else,
+        // its devices stay logged in.
+        body.insert("logout_devices".into(), json!(false));
         if let Some(password) = task.password.as_ref().or(task.generated.as_ref()) {
             body.insert("password".into(), json!(password));
         }
@@ -231,6 +244,48 @@ impl CreateUsers {
             body.insert("external_ids".into(), json!(ids));
         }
         body
+    }
+
+    /// Whether a row for an existing account needs the account's details (not only that it
+    /// exists): to update it, or to see its SSO mappings.
+    fn needs_account(&self, task: &NewUser) -> bool {
+        self.on_existing == OnExisting::Update
+            || (self.on_existing == OnExisting::Skip && task.external_id.is_some())
+    }
+
+    /// The PUT that was to create the account modified one that someone else had just made.
+    fn made_meanwhile(task: &NewUser) -> Outcome {
+        let mut written = vec![];
+        if task.password.is_some() || task.generated.is_some() {
+            written.push("its password (its devices stay logged in)");
+        }
+        if task.displayname.is_some() {
+            written.push("its display name");
+        }
+        if task.email.is_some() {
+            written.push("its email addresses (now only this row's)");
+        }
+        if task.admin.is_some() {
+            written.push("its admin flag");
+        }
+        if task.user_type.is_some() {
+            written.push("its user type");
+        }
+        if task.external_id.is_some() {
+            written.push("its SSO mappings (now only this row's)");
+        }
+        let what = if written.is_empty() {
+            "nothing was changed".to_string()
+        } else {
+            format!("this row set {}", written.join(", "))
+        };
+        let mut outcome = Outcome::failed_because(format!(
+            "{} was made by someone else (an SSO login? another admin?) after synbatch found it \
+             free, and the PUT meant to create it modified it: {what}; check the account",
+            task.user_id
+        ));
+        outcome.http_status = Some(200);
+        outcome
     }
 
     /// A 409: say who owns the mapping, and that a new account exists without it.
@@ -350,15 +405,34 @@ impl Op for CreateUsers {
         });
     }
 
+    /// The password file is opened before any account is made, so no password can be lost.
+    fn prepare(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.password_path {
+            self.passwords = Some(PasswordFile::open(path)?);
+        }
+        Ok(())
+    }
+
     fn serial_key(&self, task: &NewUser) -> Option<String> {
         Some(task.user_id.clone())
     }
 
     async fn attempt(&self, hs: &Homeserver, task: &NewUser) -> Attempt<Outcome> {
-        let existing = match hs.user(&task.user_id).await {
-            Ok(account) => Some(account),
-            Err(HsError::Status { status: 404, .. }) => None,
-            Err(e) => return classify(e),
+        // After a PUT whose answer was lost, only the server can say what happened.
+        let known = if task.put_sent.load(Ordering::SeqCst) {
+            Known::Unknown
+        } else {
+            self.accounts.lookup(hs, &task.user_id).await
+        };
+        // `Some(None)`: it exists, and nothing more about it is needed.
+        let existing = match known {
+            Known::Absent => None,
+            Known::Exists if !self.needs_account(task) => Some(None),
+            _ => match hs.user(&task.user_id).await {
+                Ok(account) => Some(Some(account)),
+                Err(HsError::Status { status: 404, .. }) => None,
+                Err(e) => return classify(e),
+            },
         };
         // What this row did to the account: created it, changed it, or nothing.
         let mut done = if task.created.load(Ordering::SeqCst) {
@@ -377,7 +451,7 @@ impl Op for CreateUsers {
                 // Left alone, but a missing SSO mapping is not "unchanged": it is what a 409
                 // on create leaves behind, and the account cannot log in through SSO.
                 OnExisting::Skip => {
-                    if let Some(id) = &task.external_id
+                    if let (Some(id), Some(account)) = (&task.external_id, &account)
                         && !account.external_ids.contains(id)
                     {
                         return Attempt::Done(Outcome::failed_because(format!(
@@ -392,6 +466,9 @@ impl Op for CreateUsers {
                     return Attempt::Done(Outcome::failed_because(why));
                 }
                 OnExisting::Update => {
+                    let Some(account) = account else {
+                        unreachable!("an update reads the account (needs_account)");
+                    };
                     let body = Self::update_body(task, &account);
                     if !body.is_empty() {
                         match hs.put_user(&task.user_id, &Value::Object(body)).await {
@@ -410,13 +487,20 @@ impl Op for CreateUsers {
                 }
                 task.put_sent.store(true, Ordering::SeqCst);
                 match hs.put_user(&task.user_id, &Self::create_body(task)).await {
-                    Ok(status) => {
+                    Ok(201) => {
                         task.created.store(true, Ordering::SeqCst);
-                        done = Some(status);
+                        self.accounts.add(&task.user_id).await;
+                        done = Some(201);
+                    }
+                    // Modified, not created: someone made the account after it was checked.
+                    Ok(_) => {
+                        self.accounts.add(&task.user_id).await;
+                        return Attempt::Done(Self::made_meanwhile(task));
                     }
                     // Synapse made the account all the same, without the mapping.
                     Err(e @ HsError::Status { status: 409, .. }) if task.external_id.is_some() => {
                         task.created.store(true, Ordering::SeqCst);
+                        self.accounts.add(&task.user_id).await;
                         return Attempt::Done(self.conflict(hs, task, &e, true).await);
                     }
                     Err(e) => return classify(e),
@@ -507,7 +591,7 @@ impl Op for CreateUsers {
             body["password"] = json!("<hidden>");
         }
         let mut text = format!(
-            "GET, then PUT /_synapse/admin/v2/users/{} {body}",
+            "PUT /_synapse/admin/v2/users/{} {body} (if the account is absent)",
             task.user_id
         );
         if !self.join.is_empty() {

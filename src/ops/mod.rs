@@ -3,6 +3,7 @@
 //! An op knows the Matrix meaning of answers (which 403 means "already done"); the executor
 //! only learns from it whether to record, retry or stop.
 
+mod accounts;
 mod cache;
 pub mod create_users;
 pub mod deactivate;
@@ -142,6 +143,11 @@ pub trait Op: Send + Sync + 'static {
     /// Whether the job cannot be undone (it then asks for confirmation, or needs `--yes`).
     fn destructive(&self) -> bool {
         false
+    }
+    /// Opens what a real run writes besides the results file, once the options and the input
+    /// are known good and before the first request (a bad input leaves no stray file).
+    fn prepare(&mut self) -> Result<(), String> {
+        Ok(())
     }
     /// `--dry-run --check`: read-only requests that find why a task would fail; `None` when
     /// nothing stands in its way.
