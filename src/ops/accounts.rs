@@ -36,9 +36,18 @@ pub enum Known {
     Unknown,
 }
 
-#[derive(Default)]
 pub struct Accounts {
     state: Mutex<State>,
+    max_age: Duration,
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Accounts {
+            state: Mutex::default(),
+            max_age: MAX_AGE,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -56,7 +65,7 @@ impl Accounts {
         if state.off {
             return Known::Unknown;
         }
-        if state.read_at.is_none_or(|at| at.elapsed() >= MAX_AGE) {
+        if state.read_at.is_none_or(|at| at.elapsed() >= self.max_age) {
             let started = Instant::now();
             match read_list(hs).await {
                 Some(names) => {
@@ -105,4 +114,82 @@ async fn read_list(hs: &Homeserver) -> Option<HashSet<String>> {
         names.extend(page.into_iter().map(|u| u.name));
     }
     Some(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::homeserver::Token;
+    use serde_json::json;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    async fn server(names: &[&str], total: u64) -> (MockServer, Homeserver) {
+        let server = MockServer::start().await;
+        let users: Vec<_> = names.iter().map(|n| json!({"name": n})).collect();
+        Mock::given(method("GET"))
+            .and(path("/_synapse/admin/v2/users"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"users": users, "total": total})),
+            )
+            .mount(&server)
+            .await;
+        let hs = Homeserver::new(
+            server.uri().parse().unwrap(),
+            &Token::new("t".into()),
+            Duration::from_secs(5),
+            1,
+        )
+        .unwrap();
+        (server, hs)
+    }
+
+    async fn lists(server: &MockServer) -> usize {
+        server.received_requests().await.unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn read_once_then_again_when_old_keeping_what_the_run_made() {
+        let (server, hs) = server(&["@a:x"], 1).await;
+        let fresh = Accounts::default();
+        assert_eq!(fresh.lookup(&hs, "@a:x").await, Known::Exists);
+        assert_eq!(fresh.lookup(&hs, "@b:x").await, Known::Absent);
+        fresh.add("@b:x").await;
+        assert_eq!(fresh.lookup(&hs, "@b:x").await, Known::Exists);
+        assert_eq!(lists(&server).await, 1, "one read while it is young");
+
+        let old = Accounts {
+            max_age: Duration::ZERO,
+            ..Accounts::default()
+        };
+        assert_eq!(old.lookup(&hs, "@b:x").await, Known::Absent);
+        old.add("@b:x").await;
+        assert_eq!(
+            old.lookup(&hs, "@b:x").await,
+            Known::Exists,
+            "kept over a re-read"
+        );
+        assert_eq!(lists(&server).await, 3, "read again once old");
+    }
+
+    #[tokio::test]
+    async fn too_many_accounts_or_no_list_means_asking_per_row() {
+        let (server, hs) = server(&["@a:x"], LIST_MAX + 1).await;
+        let big = Accounts::default();
+        assert_eq!(big.lookup(&hs, "@a:x").await, Known::Unknown);
+        assert_eq!(big.lookup(&hs, "@b:x").await, Known::Unknown);
+        assert_eq!(lists(&server).await, 1, "not read again");
+
+        let gone = Homeserver::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            &Token::new("t".into()),
+            Duration::from_millis(200),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            Accounts::default().lookup(&gone, "@a:x").await,
+            Known::Unknown
+        );
+    }
 }
