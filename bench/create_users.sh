@@ -21,6 +21,7 @@ ROUNDS=${ROUNDS:-3}
 HARNESS="python3 $REPO/tests/synapse/harness.py"
 export SYNBATCH_TEST_DIR=$WORK/synapse
 TOOL="python3 $REPO/bench/create_users_tool.py"
+SYNBATCH_ARGS=${SYNBATCH_ARGS:-}    # for investigating: e.g. "-j 16" (the figures use none)
 need /usr/bin/time:time
 build
 D=$WORK/create-users.$$
@@ -53,7 +54,8 @@ one() {
     synbatch)
         awk -v p="$prefix" -v n="$N" 'BEGIN { print "user,displayname,password"; for (i = 0; i < n; i++) printf "%s%d,Bench @%s%d:localhost,Bench-pw-1234\n", p, i, p, i }' >"$D/in.csv"
         rm -f "$D/res.csv"
-        set -- "$SYNBATCH" create-users "$D/in.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" -q ;;
+        # shellcheck disable=SC2086
+        set -- "$SYNBATCH" create-users "$D/in.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" -q $SYNBATCH_ARGS ;;
     esac
     wait_quiet
     b0=$(busy_secs); p0=$(pid_secs "$SYNAPSE_PID")
@@ -77,9 +79,10 @@ for r in $(seq "$ROUNDS"); do
         echo "$w" >>"$D/$m"; echo "$sc" >>"$D/$m.syn"
     done
 done
-awk -v n="$N" -v a="$(median <"$D/seq")" -v b="$(median <"$D/asyncio")" -v c="$(median <"$D/synbatch")" \
+awk -v n="$N" -v args="${SYNBATCH_ARGS:-(default -j 8)}" -v a="$(median <"$D/seq")" -v b="$(median <"$D/asyncio")" -v c="$(median <"$D/synbatch")" \
     -v sa="$(median <"$D/seq.syn")" -v sb="$(median <"$D/asyncio.syn")" -v sc="$(median <"$D/synbatch.syn")" 'BEGIN {
-    print "| seq accounts/s | asyncio -c16 accounts/s | synbatch (default -j 8) accounts/s | synbatch ÷ asyncio | Synapse CPU ms per account (seq / asyncio / synbatch) |"
+    print "| seq accounts/s | asyncio -c16 accounts/s | synbatch " args " accounts/s | synbatch ÷ asyncio | Synapse CPU ms per account (seq / asyncio / synbatch) |"
     print "|---|---|---|---|---|"
     printf "| %.1f | %.1f | %.1f | %.0f%% | %.1f / %.1f / %.1f |\n", n / a, n / b, n / c, 100 * b / c, 1000 * sa / n, 1000 * sb / n, 1000 * sc / n }'
 echo "all runs, seconds: seq $(paste -sd' ' "$D/seq"); asyncio $(paste -sd' ' "$D/asyncio"); synbatch $(paste -sd' ' "$D/synbatch")"
+echo "synbatch ÷ asyncio per round: $(paste -d' ' "$D/asyncio" "$D/synbatch" | awk '{ printf "%s%.0f%%", (NR > 1 ? " " : ""), 100 * $1 / $2 }')"

@@ -281,10 +281,10 @@ pub struct ServerArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Run")]
 pub struct RunArgs {
-    /// Requests in flight at once, at most
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
+    /// Requests in flight at once, at most [default: 8; create-users: 16]
+    #[arg(short = 'j', long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub concurrency: u16,
+    pub concurrency: Option<u16>,
 
     /// Rows started per second, at most (each attempt at a row counts; a row may make more
     /// than one request). Default: no limit beyond --concurrency

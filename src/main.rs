@@ -246,7 +246,7 @@ async fn run_job<O: Op>(mut op: O, args: &JobArgs) -> Result<u8, Fatal> {
         op.prepare().map_err(Fatal::usage)?;
     }
 
-    let pool = usize::from(args.run.concurrency);
+    let pool = usize::from(args.run.concurrency.unwrap_or(op.concurrency()));
     let conn = config::connect(&args.server, pool, true).await?;
     let check = args.run.check;
     if mode == Mode::All && !check && verbosity != Verbosity::Quiet && has_lines(&results) {

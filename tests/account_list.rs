@@ -15,19 +15,7 @@ const TOKEN: &str = "syt_mock_token_do_not_print";
 
 /// A mock homeserver whose token is an admin's, listing `listed` accounts out of `total`.
 async fn homeserver(listed: &[&str], total: u64) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/_matrix/client/v3/account/whoami"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"user_id": "@admin:mock.test"})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/_synapse/admin/v1/users/@admin:mock.test/admin"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"admin": true})))
-        .mount(&server)
-        .await;
+    let server = common::mock_admin_homeserver().await;
     let users: Vec<Value> = listed.iter().map(|n| json!({"name": n})).collect();
     Mock::given(method("GET"))
         .and(path("/_synapse/admin/v2/users"))

@@ -10,26 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::{finish, results, synbatch, write};
 use serde_json::json;
-use wiremock::matchers::{method, path, path_regex};
+use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const TOKEN: &str = "syt_mock_token_do_not_print";
 
 /// A mock homeserver whose token is an admin's, with empty rooms.
 async fn homeserver() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/_matrix/client/v3/account/whoami"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"user_id": "@admin:mock.test"})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/_synapse/admin/v1/users/@admin:mock.test/admin"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"admin": true})))
-        .mount(&server)
-        .await;
+    let server = common::mock_admin_homeserver().await;
     Mock::given(method("GET"))
         .and(path_regex(r"^/_synapse/admin/v1/rooms/[^/]+/members$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"members": [], "total": 0})))

@@ -140,6 +140,10 @@ pub trait Op: Send + Sync + 'static {
     fn serial_key(&self, _task: &Self::Task) -> Option<String> {
         None
     }
+    /// Requests in flight at once when `-j` does not say.
+    fn concurrency(&self) -> u16 {
+        8
+    }
     /// Whether the job cannot be undone (it then asks for confirmation, or needs `--yes`).
     fn destructive(&self) -> bool {
         false

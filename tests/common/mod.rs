@@ -341,3 +341,24 @@ pub fn run_piped(server: &Synapse, dir: &Path, first: &[&str], second: &[&str]) 
     );
     (first_run, second_run)
 }
+
+/// A mock homeserver on 127.0.0.1 (for what a real Synapse cannot be made to do on demand)
+/// whose token is the admin `@admin:mock.test`'s: whoami and the admin check answer.
+pub async fn mock_admin_homeserver() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/_matrix/client/v3/account/whoami"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"user_id": "@admin:mock.test"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/_synapse/admin/v1/users/@admin:mock.test/admin"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"admin": true})))
+        .mount(&server)
+        .await;
+    server
+}
