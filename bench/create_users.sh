@@ -3,7 +3,7 @@
 # real Synapse, three ways, side by side in one run, fresh localparts each time:
 #   a. seq       one PUT /_synapse/admin/v2/users/<id> at a time (python3, one keep-alive connection)
 #   b. asyncio   the same PUTs from 16 asyncio tasks (python3, a keep-alive connection each)
-#   c. synbatch  `synbatch create-users users.csv` with default settings (-j 8; the account list
+#   c. synbatch  `synbatch create-users users.csv` with default settings (-j 16; the account list
 #                once, then a PUT per account)
 # Each measurement gets a new Synapse with an empty database. Reports accounts/s (median over
 # ROUNDS, default 3; the order rotates each round), synbatch's ratio to the asyncio script, and
@@ -79,7 +79,7 @@ for r in $(seq "$ROUNDS"); do
         echo "$w" >>"$D/$m"; echo "$sc" >>"$D/$m.syn"
     done
 done
-awk -v n="$N" -v args="${SYNBATCH_ARGS:-(default -j 8)}" -v a="$(median <"$D/seq")" -v b="$(median <"$D/asyncio")" -v c="$(median <"$D/synbatch")" \
+awk -v n="$N" -v args="${SYNBATCH_ARGS:-(default settings, -j 16)}" -v a="$(median <"$D/seq")" -v b="$(median <"$D/asyncio")" -v c="$(median <"$D/synbatch")" \
     -v sa="$(median <"$D/seq.syn")" -v sb="$(median <"$D/asyncio.syn")" -v sc="$(median <"$D/synbatch.syn")" 'BEGIN {
     print "| seq accounts/s | asyncio -c16 accounts/s | synbatch " args " accounts/s | synbatch ÷ asyncio | Synapse CPU ms per account (seq / asyncio / synbatch) |"
     print "|---|---|---|---|---|"
