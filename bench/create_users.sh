@@ -28,10 +28,6 @@ D=$WORK/create-users.$$
 mkdir -p "$D"
 stop_all() { rm -rf "$D"; [[ -n ${KEEP_SYNAPSE:-} ]] || $HARNESS stop --all >/dev/null || true; }
 trap stop_all EXIT
-json() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
-# pid_secs PID — CPU seconds (user+sys, all threads) the process has used so far.
-pid_secs() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
 
 # fresh — a new Synapse with an empty database for each measurement: on SQLite, registering an
 # account scans the users table (lower(name) has no index there), so a server that keeps the

@@ -3,7 +3,7 @@
 # Provides: REPO, TARGET, WORK (target/bench), SYNBATCH (release binary), need (installs missing
 # Debian packages), build, gen_input, stub_start/stub_stop (nginx stub of the Synapse admin API on
 # 127.0.0.1), measure (wall seconds + the child's user+sys CPU + peak RSS via /usr/bin/time),
-# median, machine_info.
+# json, pid_secs, busy_secs, wait_quiet, undisturbed, median, machine_info.
 
 shopt -s inherit_errexit   # a failed check inside $(...) stops the script too
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -152,6 +152,12 @@ undisturbed() {
     done
     echo "$out disturbed"
 }
+
+# json KEY — the KEY field of the JSON object on stdin (the harness's state line).
+json() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# pid_secs PID — CPU seconds (user+sys, all threads) the process has used so far.
+pid_secs() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
 
 # median of the numbers on stdin
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

@@ -31,7 +31,6 @@ build
 # Its own server and venv (the first run installs Synapse there, ~1 min): the tests' server,
 # with its thousands of test accounts, would make every sweep list and read them all.
 state=$(SYNBATCH_TEST_DIR=$ROOT python3 "$REPO/tests/synapse/harness.py" ensure)
-json() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 URL=$(json url <<<"$state"); TOKEN=$(json admin_token <<<"$state")
 export URL TOKEN
 D=$WORK/sso-sweep.$$

@@ -37,10 +37,6 @@ D=$WORK/synapse-join.$$
 mkdir -p "$D"
 stop_all() { rm -rf "$D"; [[ -n ${KEEP_SYNAPSE:-} ]] || $HARNESS stop --all >/dev/null || true; }
 trap stop_all EXIT
-json() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
-# pid_secs PID — CPU seconds (user+sys) the process has used so far.
-pid_secs() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
 
 # one PROFILE METHOD ROUND — fresh room and users, runs METHOD; prints
 # "wall-s client-cpu-s synapse-cpu-s other-cpu-s" (other: every other process meanwhile).
