@@ -15,15 +15,33 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-/// What one attempt at an item came to.
+/// What one attempt at an item came to: `Ok` is final and recorded as it is; `Err` says why it
+/// is not done yet, so that a job can use `?` on every request.
+pub type Attempt<T> = Result<T, Fail<T>>;
+
+/// An attempt that did not come to its own end.
 #[derive(Debug)]
-pub enum Attempt<T> {
-    /// Final: record `T`.
-    Done(T),
+pub enum Fail<T> {
+    /// Final all the same: record `T` (a refusal that no retry changes).
+    Final(T),
     /// Worth another try; `last` is recorded if the retries run out.
     Retry { last: T, kind: Transient },
     /// No item can succeed now (the credentials were refused): stop the run.
     Abort(String),
+}
+
+impl<T> Fail<T> {
+    /// The same failure about another kind of output.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Fail<U> {
+        match self {
+            Fail::Final(t) => Fail::Final(f(t)),
+            Fail::Retry { last, kind } => Fail::Retry {
+                last: f(last),
+                kind,
+            },
+            Fail::Abort(why) => Fail::Abort(why),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,6 +84,17 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limits every run uses unless told otherwise: backoff from half a second to 30 s.
+    pub fn new(concurrency: usize, rate: Option<f64>, retries: u32) -> Limits {
+        Limits {
+            concurrency,
+            rate,
+            retries,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+
     /// 429s do not use up `retries` (the server says exactly when to come back), but are bounded
     /// all the same so that a server that never lets up cannot hold a row forever.
     fn max_rate_limited(&self) -> u32 {
@@ -176,6 +205,80 @@ where
     }
 }
 
+/// Runs one piece of work under the same retry policy as a whole run: a pager's next page, a
+/// purge's single call. `Ok` holds what it finished as (the last failure if the retries ran
+/// out) and the attempts it took.
+pub async fn once<T, Fut>(
+    limits: &Limits,
+    cancel: &CancellationToken,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<(T, u32), Stop>
+where
+    Fut: Future<Output = Attempt<T>>,
+{
+    let mut retries = Retries::default();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (last, kind) = match attempt().await {
+            Ok(output) | Err(Fail::Final(output)) => return Ok((output, attempts)),
+            Err(Fail::Abort(reason)) => return Err(Stop::Aborted(reason)),
+            Err(Fail::Retry { last, kind }) => (last, kind),
+        };
+        let wait = match retries.after(kind, limits) {
+            Next::Wait(wait) => wait,
+            Next::GiveUp => return Ok((last, attempts)),
+            Next::Unreachable => {
+                return Err(Stop::Aborted("the homeserver stays unreachable".into()));
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(Stop::Interrupted),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The one retry policy: how many passing failures an item may have, and how long to wait
+/// after each.
+#[derive(Default)]
+struct Retries {
+    failures: u32,
+    rate_limited: u32,
+}
+
+enum Next {
+    Wait(Duration),
+    /// Record the last failure.
+    GiveUp,
+    /// The server was never reached, retries and all: stop the run.
+    Unreachable,
+}
+
+impl Retries {
+    fn after(&mut self, kind: Transient, limits: &Limits) -> Next {
+        match kind {
+            Transient::RateLimited(after) => {
+                self.rate_limited += 1;
+                if self.rate_limited > limits.max_rate_limited() {
+                    return Next::GiveUp;
+                }
+                Next::Wait(after.unwrap_or_else(|| backoff(limits, self.rate_limited)))
+            }
+            Transient::Failed | Transient::Unreachable => {
+                self.failures += 1;
+                if self.failures <= limits.retries {
+                    Next::Wait(backoff(limits, self.failures))
+                } else if kind == Transient::Unreachable {
+                    Next::Unreachable
+                } else {
+                    Next::GiveUp
+                }
+            }
+        }
+    }
+}
+
 async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
     shared: &Shared<W, R>,
     item: W::Item,
@@ -189,8 +292,7 @@ async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
     };
     let started = Instant::now();
     let mut attempts = 0u32;
-    let mut failures = 0u32;
-    let mut rate_limited = 0u32;
+    let mut retries = Retries::default();
     loop {
         if !wait_turn(shared).await {
             return;
@@ -201,49 +303,42 @@ async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
         attempts += 1;
         let attempt = shared.work.attempt(&item).await;
         slot.leave(match &attempt {
-            Attempt::Done(_) => Verdict::Success,
-            Attempt::Retry {
+            Ok(_) | Err(Fail::Final(_)) => Verdict::Success,
+            Err(Fail::Retry {
                 kind: Transient::RateLimited(_),
                 ..
-            } => Verdict::RateLimited,
+            }) => Verdict::RateLimited,
             _ => Verdict::Neutral,
         });
         let (last, kind) = match attempt {
-            Attempt::Done(output) => return finish(shared, item, output, attempts, started).await,
-            Attempt::Abort(reason) => {
+            Ok(output) | Err(Fail::Final(output)) => {
+                return finish(shared, item, output, attempts, started).await;
+            }
+            Err(Fail::Abort(reason)) => {
                 shared.abort.lock().unwrap().get_or_insert(reason);
                 shared.stop.cancel();
                 return;
             }
-            Attempt::Retry { last, kind } => (last, kind),
+            Err(Fail::Retry { last, kind }) => (last, kind),
         };
         // A stopping run starts nothing new; this item stays unrecorded and runs on resume.
         if shared.stop.is_cancelled() {
             return;
         }
-        let wait = match kind {
-            Transient::RateLimited(after) => {
-                rate_limited += 1;
-                if rate_limited > shared.limits.max_rate_limited() {
-                    return finish(shared, item, last, attempts, started).await;
+        let wait = match retries.after(kind, &shared.limits) {
+            Next::Wait(wait) => {
+                if matches!(kind, Transient::RateLimited(_)) {
+                    pause_all(shared, wait);
                 }
-                let wait = after.unwrap_or_else(|| backoff(&shared.limits, rate_limited));
-                pause_all(shared, wait);
                 wait
             }
-            Transient::Failed | Transient::Unreachable => {
-                failures += 1;
-                if failures > shared.limits.retries {
-                    if kind == Transient::Unreachable {
-                        let why = shared.work.explain(&last);
-                        let reason = format!("the homeserver stays unreachable: {why}");
-                        shared.abort.lock().unwrap().get_or_insert(reason);
-                        shared.stop.cancel();
-                        return;
-                    }
-                    return finish(shared, item, last, attempts, started).await;
-                }
-                backoff(&shared.limits, failures)
+            Next::GiveUp => return finish(shared, item, last, attempts, started).await,
+            Next::Unreachable => {
+                let why = shared.work.explain(&last);
+                let reason = format!("the homeserver stays unreachable: {why}");
+                shared.abort.lock().unwrap().get_or_insert(reason);
+                shared.stop.cancel();
+                return;
             }
         };
         if !sleep_unless_stopped(shared, wait).await {
@@ -495,19 +590,19 @@ mod tests {
         type Output = (u32, &'static str);
         async fn attempt(&self, (fails, tries): &Self::Item) -> Attempt<Self::Output> {
             if *fails == 1000 {
-                return Attempt::Abort("token rejected".into());
+                return Err(Fail::Abort("token rejected".into()));
             }
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(2)).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             if tries.fetch_add(1, Ordering::SeqCst) < *fails {
-                Attempt::Retry {
+                Err(Fail::Retry {
                     last: (*fails, "failed"),
                     kind: Transient::Failed,
-                }
+                })
             } else {
-                Attempt::Done((*fails, "ok"))
+                Ok((*fails, "ok"))
             }
         }
     }
@@ -614,7 +709,7 @@ mod tests {
             self.worst.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(3)).await;
             *self.in_flight.lock().unwrap().get_mut(key).unwrap() -= 1;
-            Attempt::Done(*id)
+            Ok(*id)
         }
 
         fn serial_key(&self, (key, _): &(u32, u32)) -> Option<String> {

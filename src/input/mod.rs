@@ -89,6 +89,9 @@ enum Reader {
     Csv(csv_rows::CsvRows),
     Json(BufReader<Box<dyn Read + Send>>, Binder),
     Jsonl(BufReader<Box<dyn Read + Send>>, Binder),
+    /// Values that another task produces (the server's account list), each the first field of
+    /// a row of `usize` fields.
+    Values(tokio::sync::mpsc::Receiver<String>, usize),
 }
 
 impl Input {
@@ -128,8 +131,32 @@ impl Input {
         Ok(Input { name, reader })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    /// Rows whose first field comes from `values`, one a row, the other fields empty: an input
+    /// that is not a file, such as the server's account list. It ends when the sender goes.
+    pub fn from_values(
+        name: &str,
+        fields: usize,
+        values: tokio::sync::mpsc::Receiver<String>,
+    ) -> Input {
+        Input {
+            name: name.to_string(),
+            reader: Reader::Values(values, fields),
+        }
+    }
+
+    /// How many rows an input has, read once more from the start; `None` for stdin or a file
+    /// that cannot be read (the run itself will say why).
+    pub fn count_rows(spec: &InputSpec, binder: Binder) -> Option<u64> {
+        spec.path.as_ref()?;
+        let input = Input::open(spec, binder, &[]).ok()?;
+        let mut rows = 0;
+        input
+            .for_each_row(|_| {
+                rows += 1;
+                true
+            })
+            .ok()?;
+        Some(rows)
     }
 
     /// Calls `each` for every row until the input ends or `each` returns false. An error that
@@ -139,6 +166,22 @@ impl Input {
             Reader::Csv(rows) => rows.for_each_row(&self.name, each),
             Reader::Json(reader, binder) => json_rows::array(&self.name, reader, &binder, each),
             Reader::Jsonl(reader, binder) => json_rows::lines(&self.name, reader, &binder, each),
+            Reader::Values(mut values, fields) => {
+                let mut each = each;
+                let mut number = 0;
+                while let Some(value) = values.blocking_recv() {
+                    number += 1;
+                    let mut cells = vec![Cell::Empty; fields];
+                    cells[0] = cell(&value);
+                    if !each(Row {
+                        number,
+                        cells: Ok(cells),
+                    }) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }

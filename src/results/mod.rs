@@ -11,8 +11,12 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-pub mod summary;
 use std::time::{Duration, Instant, SystemTime};
+
+mod key;
+pub mod summary;
+
+pub use key::Key;
 
 pub const FIXED_COLUMNS: [&str; 9] = [
     "row",

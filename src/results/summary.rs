@@ -101,7 +101,7 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
             return;
         };
         if summary.job.is_none() {
-            summary.job = key.split(' ').next().map(String::from);
+            summary.job = Some(super::Key::job_of(&key).to_string());
         }
         *summary.by_status.entry(status.as_str()).or_default() += 1;
         if matches!(status, Status::Failed | Status::Invalid) {

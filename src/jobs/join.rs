@@ -10,41 +10,68 @@
 //! the room.", which is `unchanged` too. Aliases are resolved once per run
 //! (`GET /_matrix/client/v3/directory/room/<alias>`); an unknown one is a 404.
 
-use super::rooms::Rooms;
-use super::user_room::{RoomAction, UserRoom};
-use super::{Context, Outcome, Users, classify};
-use crate::executor::Attempt;
+use clap::Args as ClapArgs;
+
+use crate::cli::RowArgs;
+use crate::executor::{Attempt, Fail};
+use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::{FieldDef, ROOM, USER};
+use crate::job::rooms::Rooms;
+use crate::job::user_room::{RoomAction, RoomJob, UserRoom};
+use crate::job::{Context, Outcome, Step, Users};
+
+/// Join users to rooms (admin API; columns: user, room)
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Join users to rooms through the admin API \
+        (POST /_synapse/admin/v1/join/<room>).\n\n\
+        Columns: user (a user id, a localpart or an email address) and room (a room id or \
+        alias). With --room, every user in the file is joined to each named room: the file \
+        then needs only a user column. Users must be local. For a room that is not public, \
+        the admin must be in the room with power to invite. A user already in the room is \
+        recorded as `unchanged`.",
+    after_help = "Examples:\n  \
+        synbatch join new-hires.csv --homeserver https://matrix.example.org --token-file admin.token\n  \
+        synbatch join staff.csv --room '#general:example.org' --room '#random:example.org'\n  \
+        synbatch join new-hires.csv --resume"
+)]
+pub struct Args {
+    /// Join every user of the input to this room too (repeatable): users x rooms
+    #[arg(long = "room", value_name = "ROOM")]
+    pub rooms: Vec<String>,
+
+    #[command(flatten)]
+    pub rows: RowArgs,
+}
+
+pub async fn run(args: Args) -> Result<(), Exit> {
+    let job = RoomJob::new(Join, &args.rooms).map_err(Exit::Usage)?;
+    crate::rows::run(job, &args.rows).await
+}
 
 pub struct Join;
 
-/// Joins one user to one room: `Ok(true)` when this call joined them, `Ok(false)` when they
-/// were in the room already. Shared by `join` and `create-users --join`.
-pub async fn join_user(
-    hs: &Homeserver,
-    rooms: &Rooms,
-    user_id: &str,
-    room: &str,
-) -> Result<bool, Attempt<Outcome>> {
+/// Joins one user to one room: `true` when this call joined them, `false` when they were in
+/// the room already. Shared by `join` and `create-users --join`.
+pub async fn join_user(hs: &Homeserver, rooms: &Rooms, user_id: &str, room: &str) -> Step<bool> {
     let room_id = rooms.id(hs, room).await?;
-    let joined = rooms.joined(hs, &room_id).await.map_err(classify)?;
+    let joined = rooms.joined(hs, &room_id).await?;
     if joined.contains(user_id) {
         return Ok(false);
     }
-    let already = match hs.admin_join(&room_id, user_id).await {
-        Ok(_) => false,
+    match hs.admin_join(&room_id, user_id).await {
+        // The users this run joins are not added to the room's set: it would grow with the
+        // input (a million rows, a million ids). A repeated row is answered by Synapse instead.
+        Ok(_) => Ok(true),
         // A non-public room answers a member's rejoin with 403 "... is already in the room."
         Err(e @ HsError::Status { status: 403, .. })
             if e.message().contains("is already in the room") =>
         {
-            true
+            Ok(false)
         }
-        Err(e) => return Err(classify(e)),
-    };
-    // The users this run joins are not added to the room's set: it would grow with the input
-    // (a million rows, a million ids). A repeated row is answered by Synapse instead.
-    Ok(!already)
+        Err(e) => Err(Fail::from(e)),
+    }
 }
 
 impl RoomAction for Join {
@@ -59,11 +86,10 @@ impl RoomAction for Join {
         user_id: &str,
         task: &UserRoom,
     ) -> Attempt<Outcome> {
-        match join_user(hs, rooms, user_id, &task.room).await {
-            Ok(true) => Attempt::Done(Outcome::ok(200)),
-            Ok(false) => Attempt::Done(Outcome::unchanged(None, "already in the room")),
-            Err(attempt) => attempt,
-        }
+        Ok(match join_user(hs, rooms, user_id, &task.room).await? {
+            true => Outcome::ok(200),
+            false => Outcome::unchanged(None, "already in the room"),
+        })
     }
 
     /// The user must exist, the room must resolve, and for a room that is not public the admin
@@ -95,8 +121,7 @@ impl RoomAction for Join {
 mod tests {
     use super::*;
     use crate::input::{Cell, Row};
-    use crate::ops::Op;
-    use crate::ops::user_room::RoomJob;
+    use crate::job::Job;
 
     fn row(user: &str, room: &str) -> Row {
         let cell = |s: &str| {
@@ -126,7 +151,7 @@ mod tests {
         out.into_iter()
             .map(|p| {
                 assert_eq!(p.row, 4);
-                (p.key, p.task.map(|_| ()))
+                (p.key.into_string(), p.task.map(|_| ()))
             })
             .collect()
     }

@@ -11,13 +11,83 @@
 //! server's whole account list (`GET /_synapse/admin/v2/users`, every page, deactivated accounts
 //! included) as the input. Rows for the same user run one after the other.
 
-use super::sso;
-use super::{ADMIN_API_LOCAL, local_user};
-use super::{Context, Op, Outcome, Planned, Users, classify, optional, required};
+use clap::Args as ClapArgs;
+
+use crate::cli::RowArgs;
 use crate::executor::Attempt;
+use crate::exit::Exit;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
-use crate::input::{Cell, EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
+use crate::input::{EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
+use crate::job::sso;
+use crate::job::{
+    ADMIN_API_LOCAL, Check, Context, Job, Outcome, Planned, Users, local_user, optional, required,
+    text,
+};
+use crate::results::Key;
+use crate::rows::Source;
+
+/// Remove SSO mappings from users, keeping the rest (columns: user, [provider, external_id];
+/// or --all-users --provider P)
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Remove SSO mappings from accounts through the admin API (GET, then PUT \
+        /_synapse/admin/v2/users/<user_id> with the rest of the external_ids).\n\n\
+        Columns: user, provider and optionally external_id (then only that one id goes). \
+        --provider P names the provider for every row, so the input needs only a user \
+        column: the output of `synbatch export-users` will do. --all-users --provider P \
+        takes every account of the server (deactivated and locked ones included) as the \
+        input: the whole-server sweep.\n\n\
+        An account with nothing to remove is `unchanged`; a missing account is `failed` \
+        (never created). This cannot be undone (the results file records each account's \
+        mappings before the change): synbatch asks first on a terminal, and needs --yes \
+        anywhere else.",
+    after_help = "Examples:\n  \
+        synbatch remove-external-id --all-users --provider oidc-old --dry-run\n  \
+        synbatch remove-external-id --all-users --provider oidc-old --yes\n  \
+        synbatch export-users --provider oidc-old -o old.csv\n  \
+        synbatch remove-external-id old.csv --provider oidc-old --yes\n  \
+        synbatch remove-external-id rows.csv"
+)]
+#[command(mut_arg("input", |a| a.required(false).required_unless_present("all_users")))]
+pub struct Args {
+    /// The provider whose mappings go, for every row (the input then needs only a user column)
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+
+    /// Take every account of the server (deactivated and locked ones included) as the input
+    #[arg(long, requires = "provider", conflicts_with = "input")]
+    pub all_users: bool,
+
+    /// Accounts per page of the account list, with --all-users
+    #[arg(long, hide = true, default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub page_size: u32,
+
+    #[command(flatten)]
+    pub rows: RowArgs,
+}
+
+pub async fn run(args: Args) -> Result<(), Exit> {
+    let job = RemoveExternalId::new(args.provider.as_deref()).map_err(Exit::Usage)?;
+    if !args.all_users {
+        return crate::rows::run(job, &args.rows).await;
+    }
+    let what = format!(
+        "remove every {} mapping from every account of {}",
+        args.provider.as_deref().unwrap_or_default(),
+        args.rows
+            .server
+            .homeserver
+            .as_deref()
+            .unwrap_or("the homeserver")
+    );
+    let source = Source::Accounts {
+        page_size: args.page_size,
+        what,
+    };
+    crate::rows::run_from(job, &args.rows, source).await
+}
 
 const FIELDS: &[FieldDef] = &[USER, PROVIDER, EXTERNAL_ID];
 
@@ -28,7 +98,6 @@ pub struct RemoveExternalId {
 }
 
 pub struct RemoveTask {
-    row: u64,
     user: UserRef,
     provider: String,
     /// Only this id; `None` removes every mapping of the provider.
@@ -65,11 +134,11 @@ impl RemoveExternalId {
     }
 }
 
-impl Op for RemoveExternalId {
+impl Job for RemoveExternalId {
     type Task = RemoveTask;
 
     fn name(&self) -> &'static str {
-        "remove-external-id"
+        NAME
     }
 
     fn input_fields(&self) -> &'static [FieldDef] {
@@ -99,10 +168,7 @@ impl Op for RemoveExternalId {
                 return;
             }
         };
-        let text = |at: usize| match &cells[at] {
-            Cell::Text(t) => t.as_str(),
-            _ => "",
-        };
+        let text = |at: usize| text(cells, at);
         let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx, ADMIN_API_LOCAL));
         let user_text = user
             .as_ref()
@@ -129,7 +195,6 @@ impl Op for RemoveExternalId {
                 }
             };
             Ok(RemoveTask {
-                row: row.number,
                 user,
                 provider,
                 external_id: optional(cells, 2, "external_id")?.map(String::from),
@@ -138,7 +203,7 @@ impl Op for RemoveExternalId {
         match task {
             Ok(task) => out.push(Planned {
                 row: row.number,
-                key: key(&fields),
+                key: Key::new(NAME, fields),
                 fields: fields.map(String::from).to_vec(),
                 task: Ok(task),
             }),
@@ -147,14 +212,8 @@ impl Op for RemoveExternalId {
     }
 
     async fn attempt(&self, hs: &Homeserver, task: &RemoveTask) -> Attempt<Outcome> {
-        let user_id = match self.users.resolve(hs, &task.user).await {
-            Ok(id) => id,
-            Err(attempt) => return attempt,
-        };
-        let before = match sso::current(hs, &user_id).await {
-            Ok(list) => list,
-            Err(attempt) => return attempt,
-        };
+        let user_id = self.users.resolve(hs, &task.user).await?;
+        let before = sso::current(hs, &user_id).await?;
         let after: Vec<ExternalId> = before
             .iter()
             .filter(|m| !task.matches(m))
@@ -162,50 +221,40 @@ impl Op for RemoveExternalId {
             .collect();
         if after.len() == before.len() {
             let message = format!("no {} to remove: {}", task.what(), sso::show(&before));
-            return Attempt::Done(Outcome::unchanged(Some(200), message));
+            return Ok(Outcome::unchanged(Some(200), message));
         }
-        match sso::write(hs, &user_id, &before, &after).await {
-            Ok(outcome) => Attempt::Done(outcome),
-            Err(e) => classify(e),
-        }
+        Ok(sso::write(hs, &user_id, &before, &after).await?)
     }
 
     fn serial_key(&self, task: &RemoveTask) -> Option<String> {
         Some(task.user.as_str().to_string())
     }
 
-    /// The account must exist; prints the mapping before and after for the rows that would run.
+    /// The account must exist; a row that would run notes the mapping before and after.
     async fn check(
         &self,
         hs: &Homeserver,
         _ctx: &Context,
         task: &RemoveTask,
-    ) -> Result<Option<String>, HsError> {
+    ) -> Result<Check, HsError> {
         let (user_id, before) = match sso::before_for_check(hs, &task.user).await? {
             Ok(found) => found,
-            Err(why) => return Ok(Some(why)),
+            Err(why) => return Ok(Check::Fails(why)),
         };
         let after: Vec<ExternalId> = before
             .iter()
             .filter(|m| !task.matches(m))
             .cloned()
             .collect();
-        if after.len() == before.len() {
-            println!(
-                "row {}: {user_id}: unchanged {} (no {})",
-                task.row,
+        Ok(Check::Runs(Some(if after.len() == before.len() {
+            format!(
+                "{user_id}: unchanged {} (no {})",
                 sso::show(&before),
                 task.what()
-            );
+            )
         } else {
-            println!(
-                "row {}: {user_id}: {} -> {}",
-                task.row,
-                sso::show(&before),
-                sso::show(&after)
-            );
-        }
-        Ok(None)
+            format!("{user_id}: {} -> {}", sso::show(&before), sso::show(&after))
+        })))
     }
 
     fn describe(&self, task: &RemoveTask) -> String {
@@ -220,22 +269,15 @@ impl Op for RemoveExternalId {
     }
 }
 
-fn key(fields: &[&str; 3]) -> String {
-    format!(
-        "remove-external-id {} {} {}",
-        fields[0], fields[1], fields[2]
-    )
-    .trim_end()
-    .to_string()
-}
+const NAME: &str = "remove-external-id";
 
 fn invalid(row: u64, fields: [&str; 3], why: String) -> Planned<RemoveTask> {
     Planned {
         row,
         key: if fields[0].is_empty() {
-            super::unreadable_key("remove-external-id", row)
+            Key::unreadable(NAME, row)
         } else {
-            key(&fields)
+            Key::new(NAME, fields)
         },
         fields: fields.map(String::from).to_vec(),
         task: Err(why),
@@ -245,6 +287,7 @@ fn invalid(row: u64, fields: [&str; 3], why: String) -> Planned<RemoveTask> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::Cell;
 
     fn plan(op: &RemoveExternalId, cells: [&str; 3]) -> Planned<RemoveTask> {
         let ctx = Context {
@@ -273,14 +316,14 @@ mod tests {
     fn provider_from_the_option_or_the_row() {
         let by_option = RemoveExternalId::new(Some("oidc-old")).unwrap();
         let p = plan(&by_option, ["alice", "", ""]);
-        assert_eq!(p.key, "remove-external-id @alice:x.org oidc-old");
+        assert_eq!(p.key.as_str(), "remove-external-id @alice:x.org oidc-old");
         assert!(p.task.is_ok());
         let why = plan(&by_option, ["alice", "saml", ""]).task.err().unwrap();
         assert!(why.contains("differs from --provider"), "{why}");
 
         let by_row = RemoveExternalId::new(None).unwrap();
         let p = plan(&by_row, ["@a:x.org", "saml", "u1"]);
-        assert_eq!(p.key, "remove-external-id @a:x.org saml u1");
+        assert_eq!(p.key.as_str(), "remove-external-id @a:x.org saml u1");
         let why = plan(&by_row, ["@a:x.org", "", ""]).task.err().unwrap();
         assert!(why.contains("missing provider"), "{why}");
     }
@@ -292,7 +335,6 @@ mod tests {
             external_id: id.into(),
         };
         let task = |id: Option<&str>| RemoveTask {
-            row: 1,
             user: UserRef::Mxid("@a:x".into()),
             provider: "p".into(),
             external_id: id.map(String::from),

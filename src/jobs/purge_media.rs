@@ -14,13 +14,67 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cli::PurgeMediaArgs;
-use crate::config::{self, ConfigError};
+use clap::Args as ClapArgs;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServerArgs;
 use crate::confirm;
-use crate::executor::{self, Attempt, Limits, Transient};
-use crate::homeserver::{DeletedMedia, Homeserver, MediaPurge};
-use crate::ops::classify;
-use crate::results::{ResultLine, ResultsWriter, Status};
+use crate::connect;
+use crate::executor::{self, Limits, Stop};
+use crate::exit::Exit;
+use crate::homeserver::{DeletedMedia, Homeserver, HsError, MediaPurge};
+use crate::job::{Outcome, classify};
+use crate::results::{Key, ResultLine, ResultsWriter, Status};
+
+/// Delete all local media last accessed before a date (admin API; no input file)
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Delete every local media item last accessed (or, if never downloaded, \
+        uploaded) before a time, in one call to the admin API \
+        (POST /_synapse/admin/v1/media/delete?before_ts=...).\n\n\
+        --before takes a date (2024-01-01, midnight UTC), an RFC 3339 time \
+        (2024-01-01T12:00:00+02:00) or a duration ago (90d, 12h, 2w). A bare number is \
+        milliseconds since 1970; one that would mean 1970 (seconds passed by mistake) is \
+        refused. --size-gt deletes only larger items; profile pictures and room avatars are \
+        kept unless --keep-profiles false. Synapse skips quarantined and protected media.\n\n\
+        synbatch shows what it will do and asks first (or needs --yes), then writes one \
+        results line per deleted media id.",
+    after_help = "Examples:\n  \
+        synbatch purge-media --before 2024-01-01 --dry-run\n  \
+        synbatch purge-media --before 90d --size-gt 10000000 --yes"
+)]
+pub struct Args {
+    /// Delete media last accessed before this: 2024-01-01, 2024-01-01T12:00:00Z, or 90d (ago)
+    #[arg(long, value_name = "WHEN")]
+    pub before: String,
+
+    /// Only media larger than this many bytes
+    #[arg(long, value_name = "BYTES")]
+    pub size_gt: Option<u64>,
+
+    /// Keep media used as a user's or room's avatar (false deletes them too)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub keep_profiles: bool,
+
+    /// Results file: one line per deleted media id (default: purge-media.results.csv)
+    #[arg(short = 'o', long = "results", value_name = "PATH")]
+    pub results: Option<PathBuf>,
+
+    /// Show what would be deleted; send nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Retries after a passing failure (the purge is safe to repeat)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
 
 /// Synapse refuses `before_ts` below this (a time in seconds read as milliseconds).
 const SYNAPSE_MIN_TS: i64 = 30_000_000_000;
@@ -208,15 +262,14 @@ fn describe(purge: &MediaPurge, homeserver: &str) -> String {
 }
 
 /// The purge job: check the options, connect, say what will happen, ask, send, record.
-pub async fn run(args: PurgeMediaArgs) -> Result<u8, ConfigError> {
-    config::check(&args.server)?;
+pub async fn run(args: Args) -> Result<(), Exit> {
+    connect::check(&args.server)?;
     let purge = MediaPurge {
-        before_ts: parse_before(&args.before, now_ms())
-            .map_err(|e| ConfigError::Usage(e.to_string()))?,
+        before_ts: parse_before(&args.before, now_ms()).map_err(Exit::usage)?,
         size_gt: args.size_gt,
         keep_profiles: args.keep_profiles,
     };
-    let conn = config::connect(&args.server, 1, true).await?;
+    let conn = connect::connect(&args.server, 1, true).await?;
     let homeserver = args
         .server
         .homeserver
@@ -232,34 +285,26 @@ pub async fn run(args: PurgeMediaArgs) -> Result<u8, ConfigError> {
         query.push_str(&format!("&keep_profiles={}", purge.keep_profiles));
         println!("POST /_synapse/admin/v1/media/delete?{query}");
         eprintln!("dry run of purge-media: nothing was sent or written");
-        return Ok(0);
+        return Ok(());
     }
-    confirm::confirm(&what, args.yes).map_err(ConfigError::Usage)?;
+    confirm::confirm(&what, args.yes).map_err(Exit::Usage)?;
     let path = args
         .results
         .clone()
         .unwrap_or_else(|| PathBuf::from("purge-media.results.csv"));
     // Opened before the request: a results file that cannot be written stops the job while
     // nothing is deleted yet.
-    let mut writer = ResultsWriter::open(&path, &["media"])
-        .map_err(|e| ConfigError::Abort(format!("cannot write the results file: {e}")))?;
+    let record = |e| Exit::aborted(format!("cannot write the results file: {e}"));
+    let mut writer = ResultsWriter::open(&path, &["media"]).map_err(record)?;
     let started = Instant::now();
-    let (deleted, attempts) = match send(&conn.hs, &purge, args.retries).await {
-        Ok(done) => done,
-        Err(Failure::Abort(reason)) => return Err(ConfigError::Abort(reason)),
-        Err(Failure::Refused(message)) => {
-            eprintln!("synbatch: purge-media failed: {message}");
-            return Ok(1);
-        }
-    };
+    let (deleted, attempts) = send(&conn.hs, &purge, args.retries).await?;
     let elapsed = started.elapsed();
-    let record = |e| ConfigError::Abort(format!("cannot write the results file: {e}"));
     for (i, id) in deleted.deleted_media.iter().enumerate() {
         let uri = format!("mxc://{}/{id}", conn.server_name);
         writer
             .write(&ResultLine {
                 row: i as u64 + 1,
-                key: format!("purge-media {uri}"),
+                key: Key::new("purge-media", [uri.as_str()]).into_string(),
                 status: Status::Ok,
                 http_status: Some(200),
                 errcode: String::new(),
@@ -277,68 +322,56 @@ pub async fn run(args: PurgeMediaArgs) -> Result<u8, ConfigError> {
         elapsed.as_secs_f64()
     );
     eprintln!("results: {}", path.display());
-    Ok(0)
+    Ok(())
 }
 
-enum Failure {
-    /// The whole job cannot run (token refused, server unreachable): exit 3.
-    Abort(String),
-    /// Synapse refused the request, or the retries ran out: exit 1.
-    Refused(String),
-}
-
-/// Sends the purge, retrying passing failures: a repeated purge deletes nothing twice.
+/// Sends the purge under the executor's retry policy: a repeated purge deletes nothing twice.
+/// A refusal, or retries run out, is exit 1; a token or server that cannot do it, exit 3.
 async fn send(
     hs: &Homeserver,
     purge: &MediaPurge,
     retries: u32,
-) -> Result<(DeletedMedia, u32), Failure> {
-    let limits = Limits {
-        concurrency: 1,
-        rate: None,
-        retries,
-        backoff_base: Duration::from_millis(500),
-        backoff_max: Duration::from_secs(30),
-    };
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let error = match hs.purge_media(purge).await {
-            Ok(deleted) => return Ok((deleted, attempts)),
-            Err(e) => e,
-        };
-        let timed_out = matches!(error, crate::homeserver::HsError::Timeout(_));
-        let wait = match classify(error) {
-            Attempt::Abort(reason) => return Err(Failure::Abort(reason)),
-            Attempt::Done(outcome) => {
-                return Err(Failure::Refused(format!(
-                    "{} {}: {}",
-                    outcome.http_status.map_or(String::new(), |s| s.to_string()),
-                    outcome.errcode,
-                    outcome.message
-                )));
-            }
-            Attempt::Retry { last, kind } => {
-                if attempts > retries {
-                    return Err(Failure::Refused(format!(
-                        "no answer after {attempts} attempts: {}",
-                        last.message
-                    )));
-                }
-                if timed_out {
+) -> Result<(DeletedMedia, u32), Exit> {
+    let attempt = || async {
+        match hs.purge_media(purge).await {
+            Ok(deleted) => Ok(Ok(deleted)),
+            Err(e) => {
+                if matches!(e, HsError::Timeout(_)) {
                     eprintln!(
                         "purge-media: no answer within --timeout; trying again (media the \
                          first request deleted will not be listed: raise --timeout for a big purge)"
                     );
                 }
-                match kind {
-                    Transient::RateLimited(Some(after)) => after,
-                    _ => executor::backoff(&limits, attempts),
-                }
+                Err(classify(e).map(Err))
             }
-        };
-        tokio::time::sleep(wait).await;
+        }
+    };
+    let limits = Limits::new(1, None, retries);
+    match executor::once(&limits, &CancellationToken::new(), attempt).await {
+        Ok((Ok(deleted), attempts)) => Ok((deleted, attempts)),
+        Ok((Err(outcome), attempts)) => {
+            eprintln!(
+                "synbatch: purge-media failed: {}",
+                refused(&outcome, attempts)
+            );
+            Err(Exit::RowsFailed)
+        }
+        Err(Stop::Aborted(reason)) => Err(Exit::Aborted(reason)),
+        Err(_) => Err(Exit::Interrupted),
     }
+}
+
+fn refused(outcome: &Outcome, attempts: u32) -> String {
+    let mut text = format!(
+        "{} {}: {}",
+        outcome.http_status.map_or(String::new(), |s| s.to_string()),
+        outcome.errcode,
+        outcome.message
+    );
+    if attempts > 1 {
+        text.push_str(&format!(" (after {attempts} attempts)"));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -7,17 +7,43 @@
 //! "Unknown media", which is `unchanged`. Only local media can be deleted this way: an
 //! `mxc://` URI of another server is `invalid` (Synapse keeps only a cache of remote media).
 
-use super::{Context, Op, Outcome, Planned, classify, required};
+use clap::Args as ClapArgs;
+
+use crate::cli::RowArgs;
 use crate::executor::Attempt;
+use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError};
-use crate::input::{Cell, FieldDef, MEDIA, Row};
+use crate::input::{FieldDef, MEDIA, Row};
+use crate::job::{Check, Context, Job, Outcome, Planned, required, text};
+use crate::results::Key;
+
+/// Delete media by id (admin API; column: media)
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Delete items of the local media repository through the admin API \
+        (DELETE /_synapse/admin/v1/media/<server_name>/<media_id>).\n\n\
+        Column: media, an mxc:// URI (mxc://example.org/AbCdEf) or a bare media id of this \
+        server. Media of other servers are `invalid` (Synapse only caches them). An item \
+        that is already gone (404 Unknown media) is `unchanged`. This cannot be undone: \
+        synbatch asks first on a terminal, and needs --yes anywhere else.",
+    after_help = "Examples:\n  \
+        synbatch delete-media reported.csv --dry-run --check\n  \
+        synbatch delete-media reported.csv --yes"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub rows: RowArgs,
+}
+
+pub async fn run(args: Args) -> Result<(), Exit> {
+    crate::rows::run(DeleteMedia, &args.rows).await
+}
 
 const FIELDS: &[FieldDef] = &[MEDIA];
 
 pub struct DeleteMedia;
 
 pub struct MediaTask {
-    row: u64,
     server_name: String,
     media_id: String,
 }
@@ -55,7 +81,7 @@ pub fn media(cell: &str, ctx: &Context) -> Result<(String, String), String> {
     Ok((server.to_string(), id.to_string()))
 }
 
-impl Op for DeleteMedia {
+impl Job for DeleteMedia {
     type Task = MediaTask;
 
     fn name(&self) -> &'static str {
@@ -81,33 +107,26 @@ impl Op for DeleteMedia {
     fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<MediaTask>>) {
         let planned = match &row.cells {
             Err(why) => Err((String::new(), why.clone())),
-            Ok(cells) => {
-                let text = match &cells[0] {
-                    Cell::Text(t) => t.clone(),
-                    _ => String::new(),
-                };
-                required(cells, 0, "media")
-                    .and_then(|cell| media(cell, ctx))
-                    .map_err(|why| (text, why))
-            }
+            Ok(cells) => required(cells, 0, "media")
+                .and_then(|cell| media(cell, ctx))
+                .map_err(|why| (text(cells, 0).to_string(), why)),
         };
         out.push(match planned {
             Ok((server_name, media_id)) => {
                 let task = MediaTask {
-                    row: row.number,
                     server_name,
                     media_id,
                 };
                 Planned {
                     row: row.number,
-                    key: format!("delete-media {}", task.uri()),
+                    key: Key::new("delete-media", [task.uri().as_str()]),
                     fields: vec![task.uri()],
                     task: Ok(task),
                 }
             }
             Err((text, why)) => Planned {
                 row: row.number,
-                key: format!("delete-media {text}").trim_end().to_string(),
+                key: Key::new("delete-media", [text.as_str()]),
                 fields: vec![text],
                 task: Err(why),
             },
@@ -116,40 +135,33 @@ impl Op for DeleteMedia {
 
     async fn attempt(&self, hs: &Homeserver, task: &MediaTask) -> Attempt<Outcome> {
         match hs.delete_media(&task.server_name, &task.media_id).await {
-            Ok(_) => Attempt::Done(Outcome::ok(200)),
-            Err(e) if already_gone(&e) => Attempt::Done(Outcome::unchanged(
+            Ok(_) => Ok(Outcome::ok(200)),
+            Err(e) if already_gone(&e) => Ok(Outcome::unchanged(
                 Some(404),
                 "no such media: already deleted (404 Unknown media)",
             )),
-            Err(e) => classify(e),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Says per row whether the item is there to delete (what Synapse knows of it) or gone.
+    /// Notes per row whether the item is there to delete (what Synapse knows of it) or gone.
     async fn check(
         &self,
         hs: &Homeserver,
         _ctx: &Context,
         task: &MediaTask,
-    ) -> Result<Option<String>, HsError> {
-        match hs.media_info(&task.server_name, &task.media_id).await {
-            Ok(info) => println!(
-                "row {}: would delete {} ({} bytes, uploaded by {})",
-                task.row,
+    ) -> Result<Check, HsError> {
+        let note = match hs.media_info(&task.server_name, &task.media_id).await {
+            Ok(info) => format!(
+                "would delete {} ({} bytes, uploaded by {})",
                 task.uri(),
                 info.media_length.map_or("?".into(), |n| n.to_string()),
                 info.user_id.as_deref().unwrap_or("?")
             ),
-            Err(e) if already_gone(&e) => {
-                println!(
-                    "row {}: unchanged: {} is already gone",
-                    task.row,
-                    task.uri()
-                )
-            }
+            Err(e) if already_gone(&e) => format!("unchanged: {} is already gone", task.uri()),
             Err(e) => return Err(e),
-        }
-        Ok(None)
+        };
+        Ok(Check::Runs(Some(note)))
     }
 
     fn describe(&self, task: &MediaTask) -> String {

@@ -24,23 +24,80 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value, json};
 
-use super::accounts::{Accounts, Known};
+use clap::Args as ClapArgs;
+
 use super::join::join_user;
-use super::passwords::{self, PasswordFile};
-use super::rooms::Rooms;
-use super::user_room::checked_rooms;
-use super::{
-    ADMIN_API_LOCAL, Context, Op, Outcome, Planned, boolean, classify, local_user, optional,
-    required,
-};
-use crate::cli::OnExisting;
-use crate::executor::Attempt;
+use crate::cli::RowArgs;
+use crate::executor::{Attempt, Fail};
+use crate::exit::Exit;
 use crate::homeserver::{ExternalId, Homeserver, HsError, Threepid, User};
 use crate::input::ids::UserRef;
 use crate::input::{
     ADMIN, Cell, DISPLAYNAME, EMAIL, EXTERNAL_ID, FieldDef, PASSWORD, PROVIDER, Row, USER,
     USER_TYPE,
 };
+use crate::job::accounts::{Accounts, Known};
+use crate::job::passwords::{self, PasswordFile};
+use crate::job::rooms::Rooms;
+use crate::job::user_room::checked_rooms;
+use crate::job::{
+    ADMIN_API_LOCAL, Check, Context, Job, Outcome, Planned, boolean, local_user, optional,
+    required, text,
+};
+use crate::results::Key;
+
+/// Create accounts (admin API; columns: user, [displayname, password, email, admin, ...])
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Create accounts through the admin API (PUT \
+        /_synapse/admin/v2/users/<user_id>, once the account list or a GET has said the \
+        account is absent).\n\n\
+        Columns: user (a user id or localpart), and optionally displayname, password, email \
+        (becomes an email threepid), admin (true/false/yes/no/1/0), user_type, provider and \
+        external_id (an SSO mapping: give both). An account that exists already is left \
+        alone (`unchanged`) by default; --on-existing update changes only the columns given; \
+        --on-existing fail records it as failed. --join ROOM joins each account to ROOM as \
+        part of its row: the row is `ok` only when all of it is done, and a rerun finishes \
+        what is missing. Passwords are never written to the results file.",
+    after_help = "Examples:\n  \
+        synbatch create-users hires.csv --generate-passwords passwords.csv --join '#general:example.org'\n  \
+        synbatch create-users hires.csv --on-existing update"
+)]
+pub struct Args {
+    /// What to do with an account that exists already
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_existing: OnExisting,
+
+    /// Give every new account without a password a strong random one, written as user,password
+    /// to FILE (created with mode 0600; never to the results or the terminal)
+    #[arg(long, value_name = "FILE")]
+    pub generate_passwords: Option<PathBuf>,
+
+    /// Join every account to this room too, as part of its row (repeatable)
+    #[arg(long = "join", value_name = "ROOM")]
+    pub join: Vec<String>,
+
+    #[command(flatten)]
+    pub rows: RowArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnExisting {
+    /// Leave the account as it is (`unchanged`)
+    Skip,
+    /// Change the columns given (`ok`, or `unchanged` when they already match)
+    Update,
+    /// Record the row as failed
+    Fail,
+}
+
+pub async fn run(args: Args) -> Result<(), Exit> {
+    let job = CreateUsers::new(args.on_existing, args.generate_passwords, &args.join)
+        .map_err(Exit::Usage)?;
+    crate::rows::run(job, &args.rows).await
+}
+
+const NAME: &str = "create-users";
 
 const FIELDS: &[FieldDef] = &[
     USER,
@@ -290,7 +347,7 @@ impl CreateUsers {
 
     /// A 409: say who owns the mapping, and that a new account exists without it.
     async fn conflict(&self, hs: &Homeserver, task: &NewUser, e: &HsError, new: bool) -> Outcome {
-        let mut outcome = Outcome::failed(e);
+        let outcome = Outcome::failed(e);
         let Some(id) = &task.external_id else {
             return outcome;
         };
@@ -301,7 +358,7 @@ impl CreateUsers {
             Ok(owner) => owner,
             Err(_) => "another account".into(),
         };
-        outcome.message = if new {
+        outcome.saying(if new {
             format!(
                 "{} was created WITHOUT its SSO mapping: {} id {} already belongs to {owner}",
                 task.user_id, id.auth_provider, id.external_id
@@ -311,8 +368,7 @@ impl CreateUsers {
                 "{} id {} already belongs to {owner}; {} was not changed",
                 id.auth_provider, id.external_id, task.user_id
             )
-        };
-        outcome
+        })
     }
 
     /// Writes the generated password before the PUT that sets it: a crash between the two then
@@ -331,11 +387,11 @@ impl CreateUsers {
     }
 }
 
-impl Op for CreateUsers {
+impl Job for CreateUsers {
     type Task = NewUser;
 
     fn name(&self) -> &'static str {
-        "create-users"
+        NAME
     }
 
     fn input_fields(&self) -> &'static [FieldDef] {
@@ -356,7 +412,7 @@ impl Op for CreateUsers {
             Err(why) => {
                 out.push(Planned {
                     row: row.number,
-                    key: super::unreadable_key("create-users", row.number),
+                    key: Key::unreadable(NAME, row.number),
                     fields: vec![String::new(); RESULT_FIELDS.len()],
                     task: Err(why.clone()),
                 });
@@ -365,10 +421,7 @@ impl Op for CreateUsers {
         };
         let task = self.read(ctx, cells);
         // Results show what the row said (less the password), valid or not.
-        let cell = |at: usize| match &cells[at] {
-            Cell::Text(t) => t.clone(),
-            _ => String::new(),
-        };
+        let cell = |at: usize| text(cells, at).to_string();
         let user = task
             .as_ref()
             .map_or_else(|_| cell(0), |t| t.user_id.clone());
@@ -384,18 +437,14 @@ impl Op for CreateUsers {
         // What the row wants, less the password: a rerun with other values or other --join
         // rooms is new work for --resume.
         let key = if user.is_empty() {
-            super::unreadable_key("create-users", row.number)
+            Key::unreadable(NAME, row.number)
         } else {
-            let mut key = format!("create-users {user}");
-            for (name, value) in RESULT_FIELDS.iter().zip(&fields).skip(1) {
-                if !value.is_empty() {
-                    key.push_str(&format!(" {name}={value}"));
-                }
-            }
-            for room in &self.join {
-                key.push_str(&format!(" join={room}"));
-            }
-            key
+            let given = RESULT_FIELDS.iter().zip(&fields).skip(1);
+            let parts = given
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(name, value)| format!("{name}={value}"))
+                .chain(self.join.iter().map(|room| format!("join={room}")));
+            parts.fold(Key::new(NAME, [user.as_str()]), |key, part| key.and(&part))
         };
         out.push(Planned {
             row: row.number,
@@ -439,7 +488,7 @@ impl Op for CreateUsers {
             _ => match hs.user(&task.user_id).await {
                 Ok(account) => Some(Some(account)),
                 Err(HsError::Status { status: 404, .. }) => None,
-                Err(e) => return classify(e),
+                Err(e) => return Err(e.into()),
             },
         };
         // What this row did to the account: created it, changed it, or nothing.
@@ -462,7 +511,7 @@ impl Op for CreateUsers {
                     if let (Some(id), Some(account)) = (&task.external_id, &account)
                         && !account.external_ids.contains(id)
                     {
-                        return Attempt::Done(Outcome::failed_because(format!(
+                        return Ok(Outcome::failed_because(format!(
                             "{} exists without its SSO mapping {} id {}: map it with \
                              set-external-id, or rerun with --on-existing update",
                             task.user_id, id.auth_provider, id.external_id
@@ -471,7 +520,7 @@ impl Op for CreateUsers {
                 }
                 OnExisting::Fail => {
                     let why = format!("{} exists already (--on-existing fail)", task.user_id);
-                    return Attempt::Done(Outcome::failed_because(why));
+                    return Ok(Outcome::failed_because(why));
                 }
                 OnExisting::Update => {
                     let Some(account) = account else {
@@ -482,16 +531,16 @@ impl Op for CreateUsers {
                         match hs.put_user(&task.user_id, &Value::Object(body)).await {
                             Ok(status) => done = Some(status),
                             Err(e @ HsError::Status { status: 409, .. }) => {
-                                return Attempt::Done(self.conflict(hs, task, &e, false).await);
+                                return Ok(self.conflict(hs, task, &e, false).await);
                             }
-                            Err(e) => return classify(e),
+                            Err(e) => return Err(e.into()),
                         }
                     }
                 }
             },
             None => {
                 if let Err(outcome) = self.record_password(task) {
-                    return Attempt::Done(outcome);
+                    return Ok(outcome);
                 }
                 task.put_sent.store(true, Ordering::SeqCst);
                 match hs.put_user(&task.user_id, &Self::create_body(task)).await {
@@ -503,15 +552,15 @@ impl Op for CreateUsers {
                     // Modified, not created: someone made the account after it was checked.
                     Ok(_) => {
                         self.accounts.add(&task.user_id).await;
-                        return Attempt::Done(Self::made_meanwhile(task));
+                        return Ok(Self::made_meanwhile(task));
                     }
                     // Synapse made the account all the same, without the mapping.
                     Err(e @ HsError::Status { status: 409, .. }) if task.external_id.is_some() => {
                         task.created.store(true, Ordering::SeqCst);
                         self.accounts.add(&task.user_id).await;
-                        return Attempt::Done(self.conflict(hs, task, &e, true).await);
+                        return Ok(self.conflict(hs, task, &e, true).await);
                     }
-                    Err(e) => return classify(e),
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
@@ -519,32 +568,27 @@ impl Op for CreateUsers {
         for room in &self.join {
             match join_user(hs, &self.rooms, &task.user_id, room).await {
                 Ok(now) => joined |= now,
-                Err(Attempt::Done(mut outcome)) => {
+                Err(Fail::Final(outcome)) => {
                     let account = if done == Some(201) {
                         "created"
                     } else {
                         "exists"
                     };
-                    outcome.message = format!(
+                    let message = format!(
                         "account {account}, but joining {room} failed: {}",
                         outcome.message
                     );
-                    return Attempt::Done(outcome);
+                    return Ok(outcome.saying(message));
                 }
-                Err(other) => return other,
+                Err(other) => return Err(other),
             }
         }
-        match (done, joined) {
-            (Some(status), _) => Attempt::Done(Outcome::ok(status)),
-            (None, true) => Attempt::Done(Outcome::ok(200)),
-            (None, false) if self.join.is_empty() => {
-                Attempt::Done(Outcome::unchanged(None, "account exists"))
-            }
-            (None, false) => Attempt::Done(Outcome::unchanged(
-                None,
-                "account exists and is in every --join room",
-            )),
-        }
+        Ok(match (done, joined) {
+            (Some(status), _) => Outcome::ok(status),
+            (None, true) => Outcome::ok(200),
+            (None, false) if self.join.is_empty() => Outcome::unchanged(None, "account exists"),
+            (None, false) => Outcome::unchanged(None, "account exists and is in every --join room"),
+        })
     }
 
     /// An account that `--on-existing fail` would refuse, an SSO mapping that is another
@@ -554,14 +598,14 @@ impl Op for CreateUsers {
         hs: &Homeserver,
         ctx: &Context,
         task: &NewUser,
-    ) -> Result<Option<String>, HsError> {
+    ) -> Result<Check, HsError> {
         let exists = match hs.user(&task.user_id).await {
             Ok(_) => true,
             Err(HsError::Status { status: 404, .. }) => false,
             Err(e) => return Err(e),
         };
         if exists && self.on_existing == OnExisting::Fail {
-            return Ok(Some(format!(
+            return Ok(Check::Fails(format!(
                 "{} exists already (--on-existing fail)",
                 task.user_id
             )));
@@ -572,7 +616,7 @@ impl Op for CreateUsers {
                 .await
             {
                 Ok(owner) if owner != task.user_id => {
-                    return Ok(Some(format!(
+                    return Ok(Check::Fails(format!(
                         "{} id {} already belongs to {owner}",
                         id.auth_provider, id.external_id
                     )));
@@ -587,10 +631,10 @@ impl Op for CreateUsers {
                 .why_cannot_invite(hs, &ctx.me, room, true)
                 .await?
             {
-                return Ok(Some(why));
+                return Ok(Check::Fails(why));
             }
         }
-        Ok(None)
+        Ok(Check::Runs(None))
     }
 
     fn describe(&self, task: &NewUser) -> String {

@@ -15,130 +15,109 @@
 //! `;` (a `%` or `;` inside a value is written `%25` or `%3B`). The `user` column makes the file
 //! a valid input for every row job.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use clap::Args as ClapArgs;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ExportFormat, ExportUsersArgs, ServerArgs};
-use crate::config::{self, ConfigError};
-use crate::executor::{self, Attempt, Finished, Limits, Stop, Transient, Work};
-use crate::homeserver::{ExternalId, Homeserver, HsError, ListedUser, UserPage, UserQuery};
-use crate::ops::{Outcome, classify};
+use crate::cli::ServerArgs;
+use crate::connect;
+use crate::executor::{self, Attempt, Finished, Limits, Stop, Work};
+use crate::exit::Exit;
+use crate::homeserver::{ExternalId, Homeserver, HsError, ListedUser, UserQuery};
+use crate::job::user_list::{ListError, Pager};
+use crate::job::{Outcome, classify};
 
 /// How far the lister may run ahead of the line being written (bounds memory).
 const WINDOW: usize = 4096;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    /// No page can be read (token refused, server unreachable).
-    #[error("{0}")]
-    Abort(String),
-    #[error("listing accounts from {from}: {message}")]
-    Failed { from: String, message: String },
-    #[error(
-        "listing accounts: the server's next_token did not advance (from {from} to {next}); \
-         stopped rather than page forever"
-    )]
-    Stuck { from: String, next: String },
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
 }
 
-/// Pages through the account list: retries passing failures, drops a repeat of the previous
-/// page's accounts, and stops if the server's token does not move forward.
-pub struct Pager<'a> {
-    hs: &'a Homeserver,
-    query: UserQuery,
-    limits: Limits,
-    from: Option<String>,
-    previous: HashSet<String>,
-    /// `total` of the latest page: how many accounts match, by the server's count.
-    pub total: u64,
-}
+/// Export every account to CSV or JSON Lines (usable as input for the row jobs)
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Export the server's accounts, every page of the admin account list \
+        (GET /_synapse/admin/v2/users), to CSV (default) or JSON Lines, on stdout or -o \
+        FILE.\n\n\
+        Columns: user, displayname, admin, deactivated, user_type, creation_ts \
+        (milliseconds). --with-external-ids adds an external_ids column of \
+        provider:id pairs joined by `;` (a `%` or `;` in a value is written %25 or %3B), \
+        read with one GET per account through the same concurrent, rate-limited executor \
+        as the row jobs. The `user` column makes the output a valid input for every row \
+        job.\n\n\
+        Filters: --deactivated includes deactivated accounts (locked ones are always \
+        in), --guests includes guests, \
+        --admins keeps only admins, --name N keeps accounts whose localpart or display name \
+        contains N, --provider P keeps only accounts with a mapping for P.",
+    after_help = "Examples:\n  \
+        synbatch export-users -o users.csv --with-external-ids\n  \
+        synbatch export-users --deactivated --format jsonl -o all.jsonl\n  \
+        synbatch export-users --provider oidc-old | \\\n      \
+        synbatch remove-external-id - --provider oidc-old --yes"
+)]
+pub struct Args {
+    /// Write to FILE instead of stdout (the format follows a .jsonl/.ndjson extension)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 
-impl<'a> Pager<'a> {
-    pub fn new(hs: &'a Homeserver, query: UserQuery, retries: u32) -> Self {
-        Pager {
-            hs,
-            query,
-            limits: Limits {
-                concurrency: 1,
-                rate: None,
-                retries,
-                backoff_base: Duration::from_millis(500),
-                backoff_max: Duration::from_secs(30),
-            },
-            from: Some("0".into()),
-            previous: HashSet::new(),
-            total: 0,
-        }
-    }
+    /// Output format (default: csv, or jsonl for a .jsonl/.ndjson FILE)
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
 
-    /// The next page's accounts (not already seen on the previous page); `None` at the end.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<ListedUser>>, ListError> {
-        let Some(from) = self.from.take() else {
-            return Ok(None);
-        };
-        let page = self.fetch(&from).await?;
-        self.total = page.total;
-        self.from = match page.next_token {
-            Some(next) if page.users.is_empty() || !advances(&from, &next) => {
-                return Err(ListError::Stuck { from, next });
-            }
-            next => next,
-        };
-        let names: HashSet<String> = page.users.iter().map(|u| u.name.clone()).collect();
-        let fresh = page
-            .users
-            .into_iter()
-            .filter(|u| !self.previous.contains(&u.name))
-            .collect();
-        self.previous = names;
-        Ok(Some(fresh))
-    }
+    /// Add an external_ids column: provider:id pairs joined by `;` (one GET per account)
+    #[arg(long)]
+    pub with_external_ids: bool,
 
-    async fn fetch(&self, from: &str) -> Result<UserPage, ListError> {
-        let (mut failures, mut paused) = (0, 0);
-        loop {
-            let error = match self.hs.users_page(&self.query, from).await {
-                Ok(page) => return Ok(page),
-                Err(e) => e,
-            };
-            let failed = |o: Outcome| ListError::Failed {
-                from: from.to_string(),
-                message: format!("{} {} {}", o.http_status.unwrap_or(0), o.errcode, o.message),
-            };
-            let wait = match classify(error) {
-                Attempt::Abort(reason) => return Err(ListError::Abort(reason)),
-                Attempt::Done(outcome) => return Err(failed(outcome)),
-                Attempt::Retry { last, kind } => match kind {
-                    Transient::RateLimited(after) if paused < 100 => {
-                        paused += 1;
-                        after.unwrap_or_else(|| executor::backoff(&self.limits, paused))
-                    }
-                    _ if failures < self.limits.retries => {
-                        failures += 1;
-                        executor::backoff(&self.limits, failures)
-                    }
-                    _ => return Err(failed(last)),
-                },
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
+    /// Include deactivated accounts
+    #[arg(long)]
+    pub deactivated: bool,
 
-/// Whether a next_token moves forward from `from` (both are offsets in Synapse; compared as
-/// text when they are not numbers).
-fn advances(from: &str, next: &str) -> bool {
-    match (from.parse::<u64>(), next.parse::<u64>()) {
-        (Ok(a), Ok(b)) => b > a,
-        _ => from != next,
-    }
+    /// Only server admins
+    #[arg(long)]
+    pub admins: bool,
+
+    /// Include guest accounts
+    #[arg(long)]
+    pub guests: bool,
+
+    /// Only accounts whose localpart or display name contains N
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+
+    /// Only accounts with a mapping for provider P (one GET per account)
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+
+    /// Accounts per page of the list (hidden: for tests)
+    #[arg(long, hide = true, default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub page_size: u32,
+
+    /// GETs in flight at once, at most (with --with-external-ids or --provider)
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+
+    /// GETs started per second, at most
+    #[arg(long, value_name = "N", value_parser = crate::cli::positive)]
+    pub rate: Option<f64>,
+
+    /// Retries after a passing failure
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// One account on its way through the executor, numbered in list order.
@@ -160,16 +139,9 @@ impl Work for ReadMappings {
 
     async fn attempt(&self, item: &Listed) -> Attempt<Mappings> {
         match self.hs.user(&item.user.name).await {
-            Ok(user) => Attempt::Done(Ok(user.external_ids)),
-            Err(HsError::Status { status: 404, .. }) => Attempt::Done(Err(None)),
-            Err(e) => match classify(e) {
-                Attempt::Done(o) => Attempt::Done(Err(Some(o))),
-                Attempt::Retry { last, kind } => Attempt::Retry {
-                    last: Err(Some(last)),
-                    kind,
-                },
-                Attempt::Abort(reason) => Attempt::Abort(reason),
-            },
+            Ok(user) => Ok(Ok(user.external_ids)),
+            Err(HsError::Status { status: 404, .. }) => Ok(Err(None)),
+            Err(e) => Err(classify(e).map(|o| Err(Some(o)))),
         }
     }
 }
@@ -302,17 +274,17 @@ struct Counts {
 }
 
 /// The export job.
-pub async fn run(args: ExportUsersArgs) -> Result<u8, ConfigError> {
-    config::check(&args.server)?;
+pub async fn run(args: Args) -> Result<(), Exit> {
+    connect::check(&args.server)?;
     let provider = args.provider.as_deref().map(str::trim).map(String::from);
     if provider.as_deref() == Some("") {
-        return Err(ConfigError::Usage("--provider is empty".into()));
+        return Err(Exit::usage("--provider is empty"));
     }
     let format = args
         .format
         .unwrap_or_else(|| by_extension(args.output.as_deref()));
     let pool = usize::from(args.concurrency);
-    let conn = config::connect(&args.server, pool, true).await?;
+    let conn = connect::connect(&args.server, pool, true).await?;
     let query = UserQuery {
         limit: args.page_size,
         deactivated: args.deactivated,
@@ -321,7 +293,7 @@ pub async fn run(args: ExportUsersArgs) -> Result<u8, ConfigError> {
         name: args.name.clone(),
     };
     let usage = |e: std::io::Error, path: &Path| {
-        ConfigError::Usage(format!("cannot write {}: {e}", path.display()))
+        Exit::usage(format!("cannot write {}: {e}", path.display()))
     };
     let partial = args.output.as_ref().map(|p| partial_path(p));
     let out: Box<dyn Write + Send> = match &partial {
@@ -334,19 +306,12 @@ pub async fn run(args: ExportUsersArgs) -> Result<u8, ConfigError> {
         .output
         .as_ref()
         .map_or("stdout".to_string(), |p| p.display().to_string());
-    let out_error =
-        |e: std::io::Error| ConfigError::Abort(format!("cannot write to {where_to}: {e}"));
+    let out_error = |e: std::io::Error| Exit::aborted(format!("cannot write to {where_to}: {e}"));
     let sink = Sink::new(out, format, args.with_external_ids).map_err(out_error)?;
 
     let started = Instant::now();
     let need_ids = args.with_external_ids || provider.is_some();
-    let limits = Limits {
-        concurrency: pool,
-        rate: args.rate,
-        retries: args.retries,
-        backoff_base: Duration::from_millis(500),
-        backoff_max: Duration::from_secs(30),
-    };
+    let limits = Limits::new(pool, args.rate, args.retries);
     let (counts, total, end) = if need_ids {
         export_with_mappings(conn.hs, query, limits, provider.clone(), sink).await
     } else {
@@ -356,9 +321,9 @@ pub async fn run(args: ExportUsersArgs) -> Result<u8, ConfigError> {
     match end {
         Ok(()) => {}
         Err(Ended::List(ListError::Abort(reason))) => {
-            return Err(ConfigError::Abort(format!("export aborted: {reason}")));
+            return Err(Exit::aborted(format!("export aborted: {reason}")));
         }
-        Err(Ended::List(e)) => return Err(ConfigError::Abort(e.to_string())),
+        Err(Ended::List(e)) => return Err(Exit::aborted(e)),
         Err(Ended::Output(e)) => return Err(out_error(e)),
     }
     // An export that misses accounts keeps its .partial name: a file under the asked name is
@@ -393,9 +358,9 @@ pub async fn run(args: ExportUsersArgs) -> Result<u8, ConfigError> {
                 .as_deref()
                 .map_or("incomplete".to_string(), |p| p.display().to_string())
         );
-        return Ok(1);
+        return Err(Exit::RowsFailed);
     }
-    Ok(0)
+    Ok(())
 }
 
 enum Ended {
@@ -564,67 +529,6 @@ fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// The server's whole account list (deactivated accounts and guests included) as a one-column
-/// CSV in a temporary file: the input of `remove-external-id --all-users`. The file goes when
-/// the returned guard is dropped.
-pub async fn all_users_file(
-    server: &ServerArgs,
-    page_size: u32,
-    retries: u32,
-) -> Result<TempInput, ConfigError> {
-    let conn = config::connect(server, 1, true).await?;
-    // A fresh file of its own (O_EXCL, mode 0600), not a predictable name in a shared /tmp.
-    let io = |e: std::io::Error| {
-        ConfigError::Abort(format!(
-            "cannot write the account list to a temporary file: {e}"
-        ))
-    };
-    let file = tempfile::Builder::new()
-        .prefix("synbatch-all-users-")
-        .suffix(".csv")
-        .tempfile()
-        .map_err(io)?;
-    let mut out = csv::Writer::from_writer(BufWriter::new(file.reopen().map_err(io)?));
-    let guard = TempInput(file);
-    let csv_io = |e: csv::Error| io(e.into());
-    out.write_record(["user"]).map_err(csv_io)?;
-    let query = UserQuery {
-        limit: page_size,
-        deactivated: true,
-        guests: true,
-        admins_only: false,
-        name: None,
-    };
-    let mut pager = Pager::new(&conn.hs, query, retries);
-    let mut n = 0u64;
-    loop {
-        match pager.next_page().await {
-            Ok(Some(page)) => {
-                for user in page {
-                    out.write_record([&user.name]).map_err(csv_io)?;
-                    n += 1;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => return Err(ConfigError::Abort(e.to_string())),
-        }
-    }
-    out.flush().map_err(io)?;
-    eprintln!(
-        "remove-external-id --all-users: {n} accounts listed (deactivated and locked ones included)"
-    );
-    Ok(guard)
-}
-
-/// A temporary input file, removed on drop.
-pub struct TempInput(tempfile::NamedTempFile);
-
-impl TempInput {
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,14 +544,6 @@ mod tests {
             "oidc-new:abc;saml:a%3Bb%25c:d"
         );
         assert_eq!(external_ids_cell(&[]), "");
-    }
-
-    #[test]
-    fn tokens_must_advance() {
-        assert!(advances("0", "100"));
-        assert!(!advances("100", "100"));
-        assert!(!advances("100", "0"));
-        assert!(advances("a", "b"));
     }
 
     #[test]

@@ -11,13 +11,44 @@
 //! Synapse rate-limits invites, admins included (by default about 10 at once per room, then one
 //! every ~3 s): the executor waits out each 429 as Synapse asks, without losing a row.
 
-use super::rooms::Rooms;
-use super::user_room::{RoomAction, UserRoom};
-use super::{Context, Outcome, Users, classify};
+use clap::Args as ClapArgs;
+
+use crate::cli::RowArgs;
 use crate::executor::Attempt;
+use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError, Membership};
 use crate::input::ids::{self, UserRef};
 use crate::input::{FieldDef, REASON, ROOM, USER};
+use crate::job::rooms::Rooms;
+use crate::job::user_room::{RoomAction, RoomJob, UserRoom};
+use crate::job::{Context, Outcome, Users};
+
+/// Invite users to rooms (Client-Server API; columns: user, room, [reason])
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Invite users to rooms through the Client-Server API, as the token's own user \
+        (POST /_matrix/client/v3/rooms/<room_id>/invite).\n\n\
+        Columns: user, room and an optional reason. Aliases are resolved once each. Remote \
+        users may be invited. The token's user must be in the room with power to invite. A \
+        user already invited or already in the room is recorded as `unchanged`. Synapse \
+        rate-limits invites, admins included: synbatch waits as it asks, and no row is lost.",
+    after_help = "Examples:\n  \
+        synbatch invite guests.csv\n  \
+        synbatch invite partners.csv --room '#project-x:example.org'"
+)]
+pub struct Args {
+    /// Invite every user of the input to this room too (repeatable): users x rooms
+    #[arg(long = "room", value_name = "ROOM")]
+    pub rooms: Vec<String>,
+
+    #[command(flatten)]
+    pub rows: RowArgs,
+}
+
+pub async fn run(args: Args) -> Result<(), Exit> {
+    let job = RoomJob::new(Invite, &args.rooms).map_err(Exit::Usage)?;
+    crate::rows::run(job, &args.rows).await
+}
 
 pub struct Invite;
 
@@ -32,28 +63,21 @@ impl RoomAction for Invite {
         user_id: &str,
         task: &UserRoom,
     ) -> Attempt<Outcome> {
-        let (room_id, state) = match rooms.memberships(hs, &task.room).await {
-            Ok(found) => found,
-            Err(attempt) => return attempt,
-        };
+        let (room_id, state) = rooms.memberships(hs, &task.room).await?;
         match state.membership(user_id) {
-            Membership::Join => {
-                return Attempt::Done(Outcome::unchanged(None, "already in the room"));
-            }
-            Membership::Invite => {
-                return Attempt::Done(Outcome::unchanged(None, "already invited"));
-            }
+            Membership::Join => return Ok(Outcome::unchanged(None, "already in the room")),
+            Membership::Invite => return Ok(Outcome::unchanged(None, "already invited")),
             _ => {}
         }
         match hs.invite(&room_id, user_id, task.reason.as_deref()).await {
             // Not recorded in the snapshot: it would grow with the input.
-            Ok(()) => Attempt::Done(Outcome::ok(200)),
+            Ok(()) => Ok(Outcome::ok(200)),
             Err(e @ HsError::Status { status: 403, .. })
                 if e.message().contains("is already in the room") =>
             {
-                Attempt::Done(Outcome::unchanged(Some(403), "already in the room"))
+                Ok(Outcome::unchanged(Some(403), "already in the room"))
             }
-            Err(e) => classify(e),
+            Err(e) => Err(e.into()),
         }
     }
 

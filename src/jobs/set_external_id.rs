@@ -11,13 +11,55 @@
 //! `GET /_synapse/admin/v1/auth_providers/<provider>/users/<external_id>`). Rows for the same
 //! user run one after the other (a read-modify-write race would lose a mapping).
 
-use super::sso;
-use super::{ADMIN_API_LOCAL, local_user};
-use super::{Context, Op, Outcome, Planned, Users, classify, required};
+use clap::Args as ClapArgs;
+
+use crate::cli::RowArgs;
 use crate::executor::Attempt;
+use crate::exit::Exit;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
-use crate::input::{Cell, EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
+use crate::input::{EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
+use crate::job::sso;
+use crate::job::{
+    ADMIN_API_LOCAL, Check, Context, Job, Outcome, Planned, Users, local_user, required, text,
+};
+use crate::results::Key;
+
+/// Map users to an SSO provider's ids, keeping their other mappings (columns: user, provider,
+/// external_id)
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Map accounts to an SSO provider's subject ids through the admin API (GET, \
+        then PUT /_synapse/admin/v2/users/<user_id> with the recomputed external_ids).\n\n\
+        Columns: user (a local user id, localpart or email address), provider (as Synapse \
+        stores it: oidc-<idp_id> for OIDC, saml, cas) and external_id (the subject id). The \
+        row's pair replaces any other id the account has for that provider; its other \
+        mappings are kept. With --drop-provider OLD, OLD's mappings go in the same PUT: the \
+        switch from OLD to the new provider is one change per account, so nobody is ever \
+        left with neither or both.\n\n\
+        An account that does not exist is `failed` (never created). An account already \
+        mapped exactly so is `unchanged`. A pair that another account owns (409) is \
+        `failed`, and the message names that account. Rows for the same account run one \
+        after the other, so they all take effect.",
+    after_help = "Examples:\n  \
+        synbatch set-external-id mapping.csv --drop-provider oidc-old --dry-run --check\n  \
+        synbatch set-external-id mapping.csv --drop-provider oidc-old\n  \
+        synbatch set-external-id mapping.csv --retry-failed"
+)]
+pub struct Args {
+    /// Also remove this provider's mappings in the same PUT (repeatable): the switch from OLD
+    /// to the row's provider is one change per account
+    #[arg(long = "drop-provider", value_name = "OLD")]
+    pub drop_provider: Vec<String>,
+
+    #[command(flatten)]
+    pub rows: RowArgs,
+}
+
+pub async fn run(args: Args) -> Result<(), Exit> {
+    let job = SetExternalId::new(&args.drop_provider).map_err(Exit::Usage)?;
+    crate::rows::run(job, &args.rows).await
+}
 
 const FIELDS: &[FieldDef] = &[USER, PROVIDER, EXTERNAL_ID];
 
@@ -28,19 +70,16 @@ pub struct SetExternalId {
 }
 
 pub struct SetTask {
-    row: u64,
     user: UserRef,
     pair: ExternalId,
 }
 
 impl SetExternalId {
     /// `--drop-provider` is part of what a row wants: a rerun that adds it is new work.
-    fn key(&self, fields: &[&str; 3]) -> String {
-        let mut key = key(fields);
-        for p in &self.drop {
-            key.push_str(&format!(" drop={p}"));
-        }
-        key
+    fn key(&self, fields: &[&str; 3]) -> Key {
+        let drop = self.drop.iter().map(|p| format!("drop={p}"));
+        let parts: Vec<String> = fields.iter().map(|f| f.to_string()).chain(drop).collect();
+        Key::new(NAME, parts.iter().map(String::as_str))
     }
 
     /// `drop` are the `--drop-provider` values; a bad one is a usage error.
@@ -73,9 +112,8 @@ impl SetExternalId {
 
     /// A 409: the pair is another account's. Names that account so the admin can decide.
     async fn conflict(&self, hs: &Homeserver, e: HsError, pair: &ExternalId) -> Outcome {
-        let mut outcome = Outcome::failed(&e);
         let what = sso::pair(pair);
-        outcome.message = match hs
+        let message = match hs
             .user_by_external_id(&pair.auth_provider, &pair.external_id)
             .await
         {
@@ -88,15 +126,15 @@ impl SetExternalId {
                  {lookup}); nothing was changed"
             ),
         };
-        outcome
+        Outcome::failed(&e).saying(message)
     }
 }
 
-impl Op for SetExternalId {
+impl Job for SetExternalId {
     type Task = SetTask;
 
     fn name(&self) -> &'static str {
-        "set-external-id"
+        NAME
     }
 
     fn input_fields(&self) -> &'static [FieldDef] {
@@ -119,10 +157,7 @@ impl Op for SetExternalId {
                 return;
             }
         };
-        let text = |at: usize| match &cells[at] {
-            Cell::Text(t) => t.as_str(),
-            _ => "",
-        };
+        let text = |at: usize| text(cells, at);
         let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx, ADMIN_API_LOCAL));
         let user_text = user
             .as_ref()
@@ -140,7 +175,6 @@ impl Op for SetExternalId {
                 ));
             }
             Ok(SetTask {
-                row: row.number,
                 user,
                 pair: ExternalId {
                     auth_provider: provider,
@@ -160,25 +194,19 @@ impl Op for SetExternalId {
     }
 
     async fn attempt(&self, hs: &Homeserver, task: &SetTask) -> Attempt<Outcome> {
-        let user_id = match self.users.resolve(hs, &task.user).await {
-            Ok(id) => id,
-            Err(attempt) => return attempt,
-        };
-        let before = match sso::current(hs, &user_id).await {
-            Ok(list) => list,
-            Err(attempt) => return attempt,
-        };
+        let user_id = self.users.resolve(hs, &task.user).await?;
+        let before = sso::current(hs, &user_id).await?;
         let after = self.wanted(&before, &task.pair);
         if sso::same(&before, &after) {
             let message = format!("already mapped: {}", sso::show(&before));
-            return Attempt::Done(Outcome::unchanged(Some(200), message));
+            return Ok(Outcome::unchanged(Some(200), message));
         }
         match sso::write(hs, &user_id, &before, &after).await {
-            Ok(outcome) => Attempt::Done(outcome),
+            Ok(outcome) => Ok(outcome),
             Err(e @ HsError::Status { status: 409, .. }) => {
-                Attempt::Done(self.conflict(hs, e, &task.pair).await)
+                Ok(self.conflict(hs, e, &task.pair).await)
             }
-            Err(e) => classify(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -186,17 +214,17 @@ impl Op for SetExternalId {
         Some(task.user.as_str().to_string())
     }
 
-    /// The account must exist and the pair must be free (or this account's already); prints
-    /// the mapping before and after for the rows that would run.
+    /// The account must exist and the pair must be free (or this account's already); a row
+    /// that would run notes the mapping before and after.
     async fn check(
         &self,
         hs: &Homeserver,
         _ctx: &Context,
         task: &SetTask,
-    ) -> Result<Option<String>, HsError> {
+    ) -> Result<Check, HsError> {
         let (user_id, before) = match sso::before_for_check(hs, &task.user).await? {
             Ok(found) => found,
-            Err(why) => return Ok(Some(why)),
+            Err(why) => return Ok(Check::Fails(why)),
         };
         let pair = &task.pair;
         match hs
@@ -204,7 +232,7 @@ impl Op for SetExternalId {
             .await
         {
             Ok(owner) if owner != user_id => {
-                return Ok(Some(format!(
+                return Ok(Check::Fails(format!(
                     "{} already belongs to {owner} (the PUT would get 409)",
                     sso::pair(pair)
                 )));
@@ -213,21 +241,11 @@ impl Op for SetExternalId {
             Err(e) => return Err(e),
         }
         let after = self.wanted(&before, pair);
-        if sso::same(&before, &after) {
-            println!(
-                "row {}: {user_id}: unchanged {}",
-                task.row,
-                sso::show(&before)
-            );
+        Ok(Check::Runs(Some(if sso::same(&before, &after) {
+            format!("{user_id}: unchanged {}", sso::show(&before))
         } else {
-            println!(
-                "row {}: {user_id}: {} -> {}",
-                task.row,
-                sso::show(&before),
-                sso::show(&after)
-            );
-        }
-        Ok(None)
+            format!("{user_id}: {} -> {}", sso::show(&before), sso::show(&after))
+        })))
     }
 
     fn describe(&self, task: &SetTask) -> String {
@@ -243,19 +261,15 @@ impl Op for SetExternalId {
     }
 }
 
-fn key(fields: &[&str; 3]) -> String {
-    format!("set-external-id {} {} {}", fields[0], fields[1], fields[2])
-        .trim_end()
-        .to_string()
-}
+const NAME: &str = "set-external-id";
 
 fn invalid(row: u64, fields: [&str; 3], why: String) -> Planned<SetTask> {
     Planned {
         row,
         key: if fields[0].is_empty() {
-            super::unreadable_key("set-external-id", row)
+            Key::unreadable(NAME, row)
         } else {
-            key(&fields)
+            Key::new(NAME, fields)
         },
         fields: fields.map(String::from).to_vec(),
         task: Err(why),
@@ -265,6 +279,7 @@ fn invalid(row: u64, fields: [&str; 3], why: String) -> Planned<SetTask> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::Cell;
 
     fn row(cells: [&str; 3]) -> Row {
         Row {
@@ -306,7 +321,7 @@ mod tests {
         let p = plan(&op, ["alice", "oidc-new", "sub 1"]);
         // --drop-provider is part of what the row wants.
         assert_eq!(
-            p.key,
+            p.key.as_str(),
             "set-external-id @alice:x.org oidc-new sub 1 drop=oidc-old"
         );
         assert!(p.task.is_ok());

@@ -7,12 +7,41 @@
 //! Answers that matter for a rerun: a user who is not in the room gets 403 "The target user is
 //! not in the room", recorded `unchanged`.
 
-use super::rooms::Rooms;
-use super::user_room::{RoomAction, UserRoom};
-use super::{Context, Outcome, Users, classify};
-use crate::executor::Attempt;
+use clap::Args as ClapArgs;
+
+use crate::cli::RowArgs;
+use crate::executor::{Attempt, Fail};
+use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::{FieldDef, REASON, ROOM, USER};
+use crate::job::rooms::Rooms;
+use crate::job::user_room::{RoomAction, RoomJob, UserRoom};
+use crate::job::{Context, Outcome, Users};
+
+/// Kick users from rooms (Client-Server API; columns: user, room, [reason])
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Kick users from rooms through the Client-Server API, as the token's own user \
+        (POST /_matrix/client/v3/rooms/<room_id>/kick).\n\n\
+        Columns: user, room and an optional reason. Kicking an invited user withdraws the \
+        invitation. The token's user must be in the room with power to kick. A user who is \
+        not in the room is recorded as `unchanged`.",
+    after_help = "Examples:\n  \
+        synbatch kick leavers.csv --room '#staff:example.org' --room '#random:example.org'"
+)]
+pub struct Args {
+    /// Kick every user of the input from this room too (repeatable): users x rooms
+    #[arg(long = "room", value_name = "ROOM")]
+    pub rooms: Vec<String>,
+
+    #[command(flatten)]
+    pub rows: RowArgs,
+}
+
+pub async fn run(args: Args) -> Result<(), Exit> {
+    let job = RoomJob::new(Kick, &args.rooms).map_err(Exit::Usage)?;
+    crate::rows::run(job, &args.rows).await
+}
 
 pub struct Kick;
 
@@ -29,18 +58,15 @@ impl RoomAction for Kick {
     ) -> Attempt<Outcome> {
         // No membership snapshot here: a user who joined after it was read would be left in
         // the room. Synapse's 403 "not in the room" says `unchanged` just as well.
-        let room_id = match rooms.id(hs, &task.room).await {
-            Ok(id) => id,
-            Err(attempt) => return attempt,
-        };
+        let room_id = rooms.id(hs, &task.room).await?;
         match hs.kick(&room_id, user_id, task.reason.as_deref()).await {
-            Ok(()) => Attempt::Done(Outcome::ok(200)),
+            Ok(()) => Ok(Outcome::ok(200)),
             Err(e @ HsError::Status { status: 403, .. })
                 if e.message().contains("not in the room") =>
             {
-                Attempt::Done(Outcome::unchanged(Some(403), "not in the room"))
+                Ok(Outcome::unchanged(Some(403), "not in the room"))
             }
-            Err(e) => classify(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -55,7 +81,7 @@ impl RoomAction for Kick {
     ) -> Result<Option<String>, HsError> {
         let room_id = match rooms.id(hs, &task.room).await {
             Ok(id) => id,
-            Err(Attempt::Done(outcome)) => return Ok(Some(outcome.message)),
+            Err(Fail::Final(outcome)) => return Ok(Some(outcome.message)),
             Err(_) => return Ok(Some(format!("room {} could not be resolved", task.room))),
         };
         let state = rooms.state(hs, &room_id).await?;

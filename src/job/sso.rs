@@ -7,8 +7,8 @@
 //! missing account is `failed`, never created. A retried row runs the whole attempt again, from
 //! a fresh GET, so a PUT that timed out but landed is seen and not undone.
 
-use super::{Outcome, classify};
-use crate::executor::Attempt;
+use super::{Outcome, Step};
+use crate::executor::Fail;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
 
@@ -27,17 +27,15 @@ pub fn provider(cell: &str, what: &str) -> Result<String, String> {
 
 /// The account's mappings now. A missing account is a final failure: the PUT that would follow
 /// would create it.
-pub async fn current(hs: &Homeserver, user_id: &str) -> Result<Vec<ExternalId>, Attempt<Outcome>> {
+pub async fn current(hs: &Homeserver, user_id: &str) -> Step<Vec<ExternalId>> {
     match hs.user(user_id).await {
         Ok(user) => Ok(user.external_ids),
         Err(e @ HsError::Status { status: 404, .. }) => {
-            let mut outcome = Outcome::failed(&e);
-            outcome.message = format!(
+            Err(Fail::Final(Outcome::failed(&e).saying(format!(
                 "no such user {user_id}: nothing was changed (this job never creates accounts)"
-            );
-            Err(Attempt::Done(outcome))
+            ))))
         }
-        Err(e) => Err(classify(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -123,18 +121,9 @@ mod tests {
     }
 
     #[test]
-    fn users_must_be_local() {
-        use crate::ops::{ADMIN_API_LOCAL, Context, local_user};
-        let ctx = Context {
-            server_name: "x.org".into(),
-            me: String::new(),
-        };
-        assert!(local_user("alice", &ctx, ADMIN_API_LOCAL).is_ok());
-        let err = local_user("@bob:other.org", &ctx, ADMIN_API_LOCAL).unwrap_err();
-        assert!(
-            err.contains("@bob:other.org") && err.contains("local"),
-            "{err}"
-        );
+    fn provider_ids_have_no_white_space() {
         assert!(provider("oidc new", "provider").is_err());
+        assert!(provider("", "provider").is_err());
+        assert_eq!(provider("oidc-new", "provider"), Ok("oidc-new".into()));
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{Cache, Outcome, classify};
-use crate::executor::Attempt;
+use super::{Cache, Outcome, Step};
+use crate::executor::Fail;
 use crate::homeserver::{Homeserver, HsError, RoomState};
 
 #[derive(Default)]
@@ -18,14 +18,12 @@ pub struct Rooms {
 
 impl Rooms {
     /// The room id for a room cell (an id is itself; an alias is looked up once).
-    pub async fn id(&self, hs: &Homeserver, room: &str) -> Result<String, Attempt<Outcome>> {
+    pub async fn id(&self, hs: &Homeserver, room: &str) -> Step<String> {
         self.lookup_id(hs, room).await.map_err(|e| match e {
             HsError::Status { status: 404, .. } => {
-                let mut outcome = Outcome::failed(&e);
-                outcome.message = format!("room alias {room} does not exist");
-                Attempt::Done(outcome)
+                Fail::Final(Outcome::failed(&e).saying(format!("room alias {room} does not exist")))
             }
-            e => classify(e),
+            e => e.into(),
         })
     }
 
@@ -70,13 +68,9 @@ impl Rooms {
     }
 
     /// A room's id and memberships, for jobs that change memberships (invite, kick).
-    pub async fn memberships(
-        &self,
-        hs: &Homeserver,
-        room: &str,
-    ) -> Result<(String, Arc<RoomState>), Attempt<Outcome>> {
+    pub async fn memberships(&self, hs: &Homeserver, room: &str) -> Step<(String, Arc<RoomState>)> {
         let room_id = self.id(hs, room).await?;
-        let state = self.state(hs, &room_id).await.map_err(classify)?;
+        let state = self.state(hs, &room_id).await?;
         Ok((room_id, state))
     }
 

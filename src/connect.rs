@@ -10,18 +10,9 @@ use std::time::Duration;
 use url::{Host, Url};
 
 use crate::cli::ServerArgs;
+use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError, Token};
 use crate::input::ids;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Bad options or configuration: exit 2.
-    #[error("{0}")]
-    Usage(String),
-    /// The server cannot be used for this job (unreachable, token refused, not an admin): exit 3.
-    #[error("{0}")]
-    Abort(String),
-}
 
 /// A homeserver that answered, and who the token belongs to.
 pub struct Connection {
@@ -32,9 +23,9 @@ pub struct Connection {
 }
 
 /// Checks the options that need no network: refuses a token on the command line.
-pub fn check(args: &ServerArgs) -> Result<(), ConfigError> {
+pub fn check(args: &ServerArgs) -> Result<(), Exit> {
     if args.token.is_some() {
-        return Err(ConfigError::Usage(
+        return Err(Exit::Usage(
             "--token is refused: a token on the command line is visible to every user of this \
              machine (ps, shell history). Put it in a file and pass --token-file PATH, or set \
              SYNBATCH_TOKEN"
@@ -45,11 +36,7 @@ pub fn check(args: &ServerArgs) -> Result<(), ConfigError> {
 }
 
 /// Connects and checks the token; `need_admin` also checks that its user is a server admin.
-pub async fn connect(
-    args: &ServerArgs,
-    pool: usize,
-    need_admin: bool,
-) -> Result<Connection, ConfigError> {
+pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result<Connection, Exit> {
     let url = homeserver_url(args)?;
     let token = token(args)?;
     let hs = Homeserver::new(
@@ -58,13 +45,13 @@ pub async fn connect(
         Duration::from_secs_f64(args.timeout),
         pool,
     )
-    .map_err(ConfigError::Usage)?;
+    .map_err(Exit::Usage)?;
     let me = hs.whoami().await.map_err(|e| refused(&url, e))?;
     if need_admin {
         match hs.is_admin(&me).await {
             Ok(true) => {}
             Ok(false) | Err(HsError::Status { status: 403, .. }) => {
-                return Err(ConfigError::Abort(format!(
+                return Err(Exit::Aborted(format!(
                     "{me} is not a server admin: this job needs an admin's access token"
                 )));
             }
@@ -74,7 +61,7 @@ pub async fn connect(
     let server_name = match &args.server_name {
         Some(name) => name.clone(),
         None => ids::server_of(&me)
-            .ok_or_else(|| ConfigError::Abort(format!("whoami returned a bad user id `{me}`")))?
+            .ok_or_else(|| Exit::Aborted(format!("whoami returned a bad user id `{me}`")))?
             .to_string(),
     };
     Ok(Connection {
@@ -84,8 +71,8 @@ pub async fn connect(
     })
 }
 
-fn refused(url: &Url, e: HsError) -> ConfigError {
-    ConfigError::Abort(match e {
+fn refused(url: &Url, e: HsError) -> Exit {
+    Exit::Aborted(match e {
         HsError::Status { status: 401, .. } => {
             format!("the homeserver rejected the token ({e}): check --token-file or SYNBATCH_TOKEN")
         }
@@ -99,27 +86,27 @@ fn refused(url: &Url, e: HsError) -> ConfigError {
     })
 }
 
-pub fn homeserver_url(args: &ServerArgs) -> Result<Url, ConfigError> {
+pub fn homeserver_url(args: &ServerArgs) -> Result<Url, Exit> {
     let raw = args.homeserver.as_deref().ok_or_else(|| {
-        ConfigError::Usage(
+        Exit::Usage(
             "no homeserver: pass --homeserver https://matrix.example.org or set \
              SYNBATCH_HOMESERVER"
                 .into(),
         )
     })?;
-    let url = Url::parse(raw)
-        .map_err(|e| ConfigError::Usage(format!("--homeserver {raw}: not a URL ({e})")))?;
+    let url =
+        Url::parse(raw).map_err(|e| Exit::Usage(format!("--homeserver {raw}: not a URL ({e})")))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) || args.allow_insecure_http => {}
         "http" => {
-            return Err(ConfigError::Usage(format!(
+            return Err(Exit::Usage(format!(
                 "--homeserver {raw}: refusing to send the token over plain http to another \
                  machine; use https://, or --allow-insecure-http if you must"
             )));
         }
         other => {
-            return Err(ConfigError::Usage(format!(
+            return Err(Exit::Usage(format!(
                 "--homeserver {raw}: expected http:// or https://, not {other}://"
             )));
         }
@@ -136,11 +123,11 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-fn token(args: &ServerArgs) -> Result<Token, ConfigError> {
+fn token(args: &ServerArgs) -> Result<Token, Exit> {
     let token = match &args.token_file {
         Some(path) => read_token_file(path)?,
         None => std::env::var("SYNBATCH_TOKEN").map_err(|_| {
-            ConfigError::Usage(
+            Exit::Usage(
                 "no access token: pass --token-file PATH (a file holding an admin's token) or \
                  set SYNBATCH_TOKEN"
                     .into(),
@@ -149,14 +136,14 @@ fn token(args: &ServerArgs) -> Result<Token, ConfigError> {
     };
     let token = token.trim().to_string();
     if token.is_empty() {
-        return Err(ConfigError::Usage("the access token is empty".into()));
+        return Err(Exit::Usage("the access token is empty".into()));
     }
     Ok(Token::new(token))
 }
 
-fn read_token_file(path: &Path) -> Result<String, ConfigError> {
+fn read_token_file(path: &Path) -> Result<String, Exit> {
     std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::Usage(format!(
+        Exit::Usage(format!(
             "--token-file {}: cannot read it: {e}",
             path.display()
         ))

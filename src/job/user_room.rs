@@ -4,11 +4,12 @@
 use std::future::Future;
 
 use super::rooms::Rooms;
-use super::{Context, Op, Outcome, Planned, Users, optional, required};
+use super::{Check, Context, Job, Outcome, Planned, Users, optional, required};
 use crate::executor::Attempt;
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::ids::{self, UserRef};
 use crate::input::{Cell, FieldDef, Row};
+use crate::results::Key;
 
 /// One user and one room, and why (`reason`, for invite and kick).
 #[derive(Debug, Clone)]
@@ -98,7 +99,7 @@ impl UserRoomRows {
             let planned = match (&user, room) {
                 (Ok(user), Ok(room)) => Planned {
                     row: row.number,
-                    key: format!("{} {} {room}", self.job, user.as_str()),
+                    key: Key::new(self.job, [user.as_str(), room.as_str()]),
                     fields: vec![user.as_str().to_string(), room.clone()],
                     task: Ok(UserRoom {
                         user: user.clone(),
@@ -115,9 +116,9 @@ impl UserRoomRows {
 
     fn invalid(&self, row: u64, user: &str, room: &str, why: String) -> Planned<UserRoom> {
         let key = if user.is_empty() {
-            super::unreadable_key(self.job, row)
+            Key::unreadable(self.job, row)
         } else {
-            format!("{} {user} {room}", self.job).trim_end().to_string()
+            Key::new(self.job, [user, room])
         };
         Planned {
             row,
@@ -179,7 +180,7 @@ impl<A: RoomAction> RoomJob<A> {
     }
 }
 
-impl<A: RoomAction> Op for RoomJob<A> {
+impl<A: RoomAction> Job for RoomJob<A> {
     type Task = UserRoom;
 
     fn name(&self) -> &'static str {
@@ -207,10 +208,8 @@ impl<A: RoomAction> Op for RoomJob<A> {
     }
 
     async fn attempt(&self, hs: &Homeserver, task: &UserRoom) -> Attempt<Outcome> {
-        match self.users.resolve(hs, &task.user).await {
-            Ok(user_id) => self.action.apply(hs, &self.rooms, &user_id, task).await,
-            Err(attempt) => attempt,
-        }
+        let user_id = self.users.resolve(hs, &task.user).await?;
+        self.action.apply(hs, &self.rooms, &user_id, task).await
     }
 
     async fn check(
@@ -218,10 +217,12 @@ impl<A: RoomAction> Op for RoomJob<A> {
         hs: &Homeserver,
         ctx: &Context,
         task: &UserRoom,
-    ) -> Result<Option<String>, HsError> {
-        self.action
+    ) -> Result<Check, HsError> {
+        let why = self
+            .action
             .check(hs, &self.rooms, &self.users, ctx, task)
-            .await
+            .await?;
+        Ok(why.map_or(Check::Runs(None), Check::Fails))
     }
 
     fn describe(&self, task: &UserRoom) -> String {

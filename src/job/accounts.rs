@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::export_users::Pager;
+use super::user_list::Pager;
 use crate::homeserver::{Homeserver, UserQuery};
 
 const LIST_MAX: u64 = 10_000;
