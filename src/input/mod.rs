@@ -52,6 +52,17 @@ pub struct Row {
     pub cells: Result<Vec<Cell>, String>,
 }
 
+impl Row {
+    /// A row of text cells (blank ones empty), for tests of how jobs plan rows.
+    #[cfg(test)]
+    pub fn of(number: u64, cells: &[&str]) -> Row {
+        Row {
+            number,
+            cells: Ok(cells.iter().map(|text| cell(text)).collect()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
     Empty,

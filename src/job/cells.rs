@@ -33,6 +33,17 @@ pub fn text(row: &[Cell], at: usize) -> &str {
     }
 }
 
+/// The first cell as a user of this server, and the text the results file shows for it: the
+/// user id when the cell is good, the cell as given when it is not.
+pub fn local_user_cell(cells: &[Cell], ctx: &Context) -> (Result<UserRef, String>, String) {
+    let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx, ADMIN_API_LOCAL));
+    let shown = match &user {
+        Ok(user) => user.as_str().to_string(),
+        Err(_) => text(cells, 0).to_string(),
+    };
+    (user, shown)
+}
+
 /// A yes/no cell: true/false, yes/no, 1/0, in any case.
 pub fn boolean(field: &str, text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {

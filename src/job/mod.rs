@@ -24,7 +24,7 @@ use crate::input::{FieldDef, Row};
 use crate::results::{Key, Status};
 
 pub use cache::Cache;
-pub use cells::{ADMIN_API_LOCAL, boolean, local_user, optional, required, text};
+pub use cells::{ADMIN_API_LOCAL, boolean, local_user, local_user_cell, optional, required, text};
 pub use classify::classify;
 pub use users::Users;
 
@@ -102,6 +102,22 @@ pub struct Planned<T> {
     pub key: Key,
     pub fields: Vec<String>,
     pub task: Result<T, String>,
+}
+
+impl<T> Planned<T> {
+    /// A row that cannot run, showing its `fields` as given. Its key is made of them, or of its
+    /// number when the first (the row's identity) is empty.
+    pub fn invalid(job: &str, row: u64, fields: &[&str], why: String) -> Self {
+        Planned {
+            row,
+            key: match fields.first() {
+                Some(first) if !first.is_empty() => Key::new(job, fields.iter().copied()),
+                _ => Key::unreadable(job, row),
+            },
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            task: Err(why),
+        }
+    }
 }
 
 /// What planning a row needs to know of the server.

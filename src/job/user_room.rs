@@ -5,7 +5,9 @@ use std::future::Future;
 
 use super::rooms::Rooms;
 use super::{Check, Context, Job, Outcome, Planned, Users, optional, required};
+use crate::cli::RowArgs;
 use crate::executor::Attempt;
+use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::ids::{self, UserRef};
 use crate::input::{Cell, FieldDef, Row};
@@ -115,17 +117,7 @@ impl UserRoomRows {
     }
 
     fn invalid(&self, row: u64, user: &str, room: &str, why: String) -> Planned<UserRoom> {
-        let key = if user.is_empty() {
-            Key::unreadable(self.job, row)
-        } else {
-            Key::new(self.job, [user, room])
-        };
-        Planned {
-            row,
-            key,
-            fields: vec![user.to_string(), room.to_string()],
-            task: Err(why),
-        }
+        Planned::invalid(self.job, row, &[user, room], why)
     }
 }
 
@@ -228,6 +220,12 @@ impl<A: RoomAction> Job for RoomJob<A> {
     fn describe(&self, task: &UserRoom) -> String {
         self.action.describe(task)
     }
+}
+
+/// Runs a user-and-room job: `rooms` are its `--room` values (a bad one is a usage error).
+pub async fn run<A: RoomAction>(action: A, rooms: &[String], rows: &RowArgs) -> Result<(), Exit> {
+    let job = RoomJob::new(action, rooms).map_err(Exit::Usage)?;
+    crate::rows::run(job, rows).await
 }
 
 /// Checks room options (`--room`, `--join`) and drops repeats.

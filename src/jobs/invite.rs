@@ -20,7 +20,7 @@ use crate::homeserver::{Homeserver, HsError, Membership};
 use crate::input::ids::{self, UserRef};
 use crate::input::{FieldDef, REASON, ROOM, USER};
 use crate::job::rooms::Rooms;
-use crate::job::user_room::{RoomAction, RoomJob, UserRoom};
+use crate::job::user_room::{self, RoomAction, UserRoom};
 use crate::job::{Context, Outcome, Users};
 
 /// Invite users to rooms (Client-Server API; columns: user, room, [reason])
@@ -46,8 +46,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<(), Exit> {
-    let job = RoomJob::new(Invite, &args.rooms).map_err(Exit::Usage)?;
-    crate::rows::run(job, &args.rows).await
+    user_room::run(Invite, &args.rooms, &args.rows).await
 }
 
 pub struct Invite;

@@ -18,7 +18,7 @@ use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::{FieldDef, ROOM, USER};
 use crate::job::rooms::Rooms;
-use crate::job::user_room::{RoomAction, RoomJob, UserRoom};
+use crate::job::user_room::{self, RoomAction, UserRoom};
 use crate::job::{Context, Outcome, Step, Users};
 
 /// Join users to rooms (admin API; columns: user, room)
@@ -46,8 +46,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<(), Exit> {
-    let job = RoomJob::new(Join, &args.rooms).map_err(Exit::Usage)?;
-    crate::rows::run(job, &args.rows).await
+    user_room::run(Join, &args.rooms, &args.rows).await
 }
 
 pub struct Join;
@@ -120,21 +119,12 @@ impl RoomAction for Join {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{Cell, Row};
+    use crate::input::Row;
     use crate::job::Job;
+    use crate::job::user_room::RoomJob;
 
     fn row(user: &str, room: &str) -> Row {
-        let cell = |s: &str| {
-            if s.is_empty() {
-                Cell::Empty
-            } else {
-                Cell::Text(s.into())
-            }
-        };
-        Row {
-            number: 4,
-            cells: Ok(vec![cell(user), cell(room)]),
-        }
+        Row::of(4, &[user, room])
     }
 
     fn plan(

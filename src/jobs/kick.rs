@@ -15,7 +15,7 @@ use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::{FieldDef, REASON, ROOM, USER};
 use crate::job::rooms::Rooms;
-use crate::job::user_room::{RoomAction, RoomJob, UserRoom};
+use crate::job::user_room::{self, RoomAction, UserRoom};
 use crate::job::{Context, Outcome, Users};
 
 /// Kick users from rooms (Client-Server API; columns: user, room, [reason])
@@ -39,8 +39,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<(), Exit> {
-    let job = RoomJob::new(Kick, &args.rooms).map_err(Exit::Usage)?;
-    crate::rows::run(job, &args.rows).await
+    user_room::run(Kick, &args.rooms, &args.rows).await
 }
 
 pub struct Kick;

@@ -20,10 +20,7 @@ use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
 use crate::input::{EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
 use crate::job::sso;
-use crate::job::{
-    ADMIN_API_LOCAL, Check, Context, Job, Outcome, Planned, Users, local_user, optional, required,
-    text,
-};
+use crate::job::{Check, Context, Job, Outcome, Planned, Users, local_user_cell, optional, text};
 use crate::results::Key;
 use crate::rows::Source;
 
@@ -164,16 +161,17 @@ impl Job for RemoveExternalId {
         let cells = match &row.cells {
             Ok(cells) => cells,
             Err(why) => {
-                out.push(invalid(row.number, ["", "", ""], why.clone()));
+                out.push(Planned::invalid(
+                    NAME,
+                    row.number,
+                    &["", "", ""],
+                    why.clone(),
+                ));
                 return;
             }
         };
         let text = |at: usize| text(cells, at);
-        let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx, ADMIN_API_LOCAL));
-        let user_text = user
-            .as_ref()
-            .map(|u| u.as_str().to_string())
-            .unwrap_or_else(|_| text(0).to_string());
+        let (user, user_text) = local_user_cell(cells, ctx);
         let provider_text = self.provider.as_deref().unwrap_or(text(1)).to_string();
         let fields = [user_text.as_str(), provider_text.as_str(), text(2)];
         let task = (|| {
@@ -207,7 +205,7 @@ impl Job for RemoveExternalId {
                 fields: fields.map(String::from).to_vec(),
                 task: Ok(task),
             }),
-            Err(why) => out.push(invalid(row.number, fields, why)),
+            Err(why) => out.push(Planned::invalid(NAME, row.number, &fields, why)),
         }
     }
 
@@ -271,42 +269,16 @@ impl Job for RemoveExternalId {
 
 const NAME: &str = "remove-external-id";
 
-fn invalid(row: u64, fields: [&str; 3], why: String) -> Planned<RemoveTask> {
-    Planned {
-        row,
-        key: if fields[0].is_empty() {
-            Key::unreadable(NAME, row)
-        } else {
-            Key::new(NAME, fields)
-        },
-        fields: fields.map(String::from).to_vec(),
-        task: Err(why),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::Cell;
 
     fn plan(op: &RemoveExternalId, cells: [&str; 3]) -> Planned<RemoveTask> {
         let ctx = Context {
             server_name: "x.org".into(),
             me: String::new(),
         };
-        let row = Row {
-            number: 2,
-            cells: Ok(cells
-                .iter()
-                .map(|s| {
-                    if s.is_empty() {
-                        Cell::Empty
-                    } else {
-                        Cell::Text(s.to_string())
-                    }
-                })
-                .collect()),
-        };
+        let row = Row::of(2, &cells);
         let mut out = vec![];
         op.plan(&ctx, &row, &mut out);
         out.pop().unwrap()

@@ -20,9 +20,7 @@ use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
 use crate::input::{EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
 use crate::job::sso;
-use crate::job::{
-    ADMIN_API_LOCAL, Check, Context, Job, Outcome, Planned, Users, local_user, required, text,
-};
+use crate::job::{Check, Context, Job, Outcome, Planned, Users, local_user_cell, required, text};
 use crate::results::Key;
 
 /// Map users to an SSO provider's ids, keeping their other mappings (columns: user, provider,
@@ -153,16 +151,17 @@ impl Job for SetExternalId {
         let cells = match &row.cells {
             Ok(cells) => cells,
             Err(why) => {
-                out.push(invalid(row.number, ["", "", ""], why.clone()));
+                out.push(Planned::invalid(
+                    NAME,
+                    row.number,
+                    &["", "", ""],
+                    why.clone(),
+                ));
                 return;
             }
         };
         let text = |at: usize| text(cells, at);
-        let user = required(cells, 0, "user").and_then(|u| local_user(u, ctx, ADMIN_API_LOCAL));
-        let user_text = user
-            .as_ref()
-            .map(|u| u.as_str().to_string())
-            .unwrap_or_else(|_| text(0).to_string());
+        let (user, user_text) = local_user_cell(cells, ctx);
         let fields = [user_text.as_str(), text(1), text(2)];
         let task = (|| {
             let user = user.clone()?;
@@ -189,7 +188,7 @@ impl Job for SetExternalId {
                 fields: fields.map(String::from).to_vec(),
                 task: Ok(task),
             }),
-            Err(why) => out.push(invalid(row.number, fields, why)),
+            Err(why) => out.push(Planned::invalid(NAME, row.number, &fields, why)),
         }
     }
 
@@ -263,39 +262,9 @@ impl Job for SetExternalId {
 
 const NAME: &str = "set-external-id";
 
-fn invalid(row: u64, fields: [&str; 3], why: String) -> Planned<SetTask> {
-    Planned {
-        row,
-        key: if fields[0].is_empty() {
-            Key::unreadable(NAME, row)
-        } else {
-            Key::new(NAME, fields)
-        },
-        fields: fields.map(String::from).to_vec(),
-        task: Err(why),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::Cell;
-
-    fn row(cells: [&str; 3]) -> Row {
-        Row {
-            number: 3,
-            cells: Ok(cells
-                .iter()
-                .map(|s| {
-                    if s.is_empty() {
-                        Cell::Empty
-                    } else {
-                        Cell::Text(s.to_string())
-                    }
-                })
-                .collect()),
-        }
-    }
 
     fn plan(op: &SetExternalId, cells: [&str; 3]) -> Planned<SetTask> {
         let ctx = Context {
@@ -303,7 +272,7 @@ mod tests {
             me: String::new(),
         };
         let mut out = vec![];
-        op.plan(&ctx, &row(cells), &mut out);
+        op.plan(&ctx, &Row::of(3, &cells), &mut out);
         assert_eq!(out.len(), 1);
         out.pop().unwrap()
     }
