@@ -771,6 +771,47 @@ mod tests {
         assert_eq!(window.limit(), 3);
     }
 
+    /// `once` runs one piece of work under the run's policy: retried until done, the last
+    /// failure kept when retries run out, and a server never reached stops it.
+    #[tokio::test]
+    async fn once_retries_gives_up_and_aborts_like_a_run() {
+        let cancel = CancellationToken::new();
+        let script = |fails: u32, kind: Transient| {
+            let tries = AtomicU32::new(0);
+            move || {
+                let n = tries.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < fails {
+                        Err(Fail::Retry { last: n, kind })
+                    } else {
+                        Ok(n)
+                    }
+                }
+            }
+        };
+        let done = once(&limits(1, 5), &cancel, script(2, Transient::Failed)).await;
+        assert_eq!(
+            done,
+            Ok((2, 3)),
+            "two failures, then done on the third attempt"
+        );
+        let gave_up = once(&limits(1, 1), &cancel, script(9, Transient::Failed)).await;
+        assert_eq!(
+            gave_up,
+            Ok((1, 2)),
+            "the last failure, after 1 + 1 attempts"
+        );
+        let unreachable = once(&limits(1, 1), &cancel, script(9, Transient::Unreachable)).await;
+        assert!(matches!(unreachable, Err(Stop::Aborted(m)) if m.contains("unreachable")));
+        let aborted = once(&limits(1, 5), &cancel, || async {
+            Err::<u32, _>(Fail::Abort("token rejected".into()))
+        })
+        .await;
+        assert_eq!(aborted, Err(Stop::Aborted("token rejected".into())));
+        let final_failure = once(&limits(1, 5), &cancel, || async { Err(Fail::Final(7u32)) }).await;
+        assert_eq!(final_failure, Ok((7, 1)), "a final failure is not retried");
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let l = Limits {

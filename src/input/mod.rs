@@ -375,6 +375,43 @@ mod tests {
     }
 
     #[test]
+    fn values_from_a_channel_are_rows_of_their_first_field() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.try_send("@a:x".to_string()).unwrap();
+        tx.try_send(" @b:x ".to_string()).unwrap();
+        drop(tx);
+        let mut rows = vec![];
+        Input::from_values("the list", 3, rx)
+            .for_each_row(|r| {
+                rows.push(r);
+                true
+            })
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].number, 2);
+        assert_eq!(texts(&rows[1]), vec![t("@b:x"), Cell::Empty, Cell::Empty]);
+    }
+
+    #[test]
+    fn rows_are_counted_for_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, "user,room\n@a:x,!r\n\n@b:x,!r\n").unwrap();
+        let binder = || Binder::new(JOIN, &[]).unwrap();
+        let spec = |path| InputSpec {
+            path,
+            format: None,
+            delimiter: None,
+        };
+        assert_eq!(Input::count_rows(&spec(Some(path)), binder()), Some(2));
+        assert_eq!(
+            Input::count_rows(&spec(None), binder()),
+            None,
+            "stdin is read once"
+        );
+    }
+
+    #[test]
     fn unreadable_file_names_the_file() {
         let spec = InputSpec {
             path: Some("/nonexistent/hires.csv".into()),

@@ -2,11 +2,9 @@
 //! sends (one list, then a PUT per new account and nothing per existing one), what it does on a
 //! server too big to list, and an account made by someone else between the list and the PUT —
 //! a race a real Synapse cannot be made to lose on demand. (The real server's side — that the
-//! list shows deactivated and locked accounts — is in tests/onboarding_synapse.rs.)
+//! list shows deactivated and locked accounts — is in synapse_onboarding.rs.)
 
-mod common;
-
-use common::{finish, results, synbatch, write};
+use crate::common::{self, finish, results, synbatch, write};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};

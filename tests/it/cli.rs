@@ -1,9 +1,7 @@
 //! The command line without a server: usage errors exit 2 with a message naming the culprit,
 //! and a dry run with --server-name needs no network at all.
 
-mod common;
-
-use common::{finish, synbatch, write};
+use crate::common::{self, finish, synbatch, write};
 
 fn run(dir: &std::path::Path, args: &[&str]) -> common::Run {
     let output = synbatch().current_dir(dir).args(args).output().unwrap();
@@ -233,6 +231,33 @@ fn help_teaches_the_job() {
     ] {
         assert!(r.stdout.contains(needle), "help lacks {needle}");
     }
+}
+
+/// The help of `--room`: from its line to the next blank line.
+fn room_help(help: &str) -> &str {
+    let start = help
+        .find("--room <ROOM>")
+        .unwrap_or_else(|| panic!("no --room in the help:\n{help}"));
+    let rest = &help[start..];
+    &rest[..rest.find("\n\n").unwrap_or(rest.len())]
+}
+
+#[test]
+fn kick_and_invite_help_do_not_say_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let kick = run(dir.path(), &["kick", "--help"]);
+    assert_eq!(kick.code, 0, "{}", kick.stderr);
+    assert!(!kick.stdout.contains("Join"), "{}", kick.stdout);
+    let room = room_help(&kick.stdout);
+    assert!(room.to_lowercase().contains("kick"), "{room}");
+
+    let invite = run(dir.path(), &["invite", "--help"]);
+    assert_eq!(invite.code, 0, "{}", invite.stderr);
+    assert!(
+        !invite.stdout.contains("Join every user"),
+        "{}",
+        invite.stdout
+    );
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Shared by the integration tests: the real Synapse (started by tests/synapse/harness.py, once
-//! for all tests and test binaries), fresh users and rooms per test, and running the synbatch
-//! binary the way a user does.
-#![allow(dead_code)] // each test binary uses its own part of this module
+//! per profile for all tests), fresh users and rooms per test, and running the synbatch binary
+//! the way a user does.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,6 @@ use serde_json::{Value, json};
 pub struct Synapse {
     pub url: String,
     pub server_name: String,
-    pub admin_user: String,
     pub admin_token: String,
 }
 
@@ -53,7 +51,6 @@ fn start(profile: &str) -> Synapse {
     Synapse {
         url: s("url"),
         server_name: s("server_name"),
-        admin_user: s("admin_user"),
         admin_token: s("admin_token"),
     }
 }

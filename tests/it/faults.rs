@@ -1,14 +1,12 @@
 //! What a real Synapse cannot be made to do on demand, from a mock server on 127.0.0.1:
 //! 429 storms, 503s, timeouts, a token that stops working mid-run, torn responses.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{finish, results, synbatch, write};
+use crate::common::{self, finish, results, synbatch, write};
 use serde_json::json;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -1,9 +1,7 @@
 //! `invite` and `kick` against a real Synapse, including one started with Synapse's DEFAULT
 //! rate limits, where invites into one room get 429s after the first ten.
 
-mod common;
-
-use common::{results, run_against, synapse, write};
+use crate::common::{self, results, run_against, synapse, write};
 
 /// A user's membership in a room, from the room's state (admin API).
 async fn membership(hs: &common::Synapse, room_id: &str, user: &str) -> Option<String> {

@@ -1,12 +1,10 @@
 //! `synbatch join` against a real Synapse (tests/synapse/harness.py starts it on 127.0.0.1).
 //! Every test makes its own users and rooms, so tests run in parallel without interfering.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Synapse, results, run_against, synapse, write};
+use crate::common::{self, Synapse, results, run_against, synapse, write};
 use serde_json::json;
 
 fn statuses(rows: &[HashMap<String, String>]) -> Vec<(String, String)> {

@@ -1,13 +1,11 @@
 //! `purge-media` and `delete-media` against a real Synapse, with media the tests upload.
 //!
 //! `purge-media` deletes by date across the whole server, so the tests of this file take turns
-//! (one lock); no other test binary uploads media.
-
-mod common;
+//! (one lock); no other test module uploads media.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Synapse, results, run_against, synapse, write};
+use crate::common::{self, Synapse, results, run_against, synapse, write};
 use serde_json::json;
 
 static MEDIA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

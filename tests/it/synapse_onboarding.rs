@@ -1,11 +1,9 @@
 //! Onboarding and offboarding against a real Synapse: `create-users`, `deactivate`, `report`,
 //! and `--dry-run --check`.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{Synapse, results, run_against, synapse, unique, write};
+use crate::common::{self, Synapse, results, run_against, synapse, unique, write};
 use serde_json::{Value, json};
 
 /// Reads every account concurrently.

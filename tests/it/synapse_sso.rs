@@ -2,11 +2,9 @@
 //! Synapse. Every test makes its own accounts, with external ids that carry a unique tag, so
 //! tests run in parallel (and again on the same server) without touching each other's mappings.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{Synapse, results, run_against, run_piped, synapse, unique, write};
+use crate::common::{self, Synapse, results, run_against, run_piped, synapse, unique, write};
 use serde_json::{Value, json};
 
 /// Creates `n` accounts `@<tag>-<i>`, each with the mappings `ids(i)` gives; returns their ids.

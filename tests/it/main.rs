@@ -1,0 +1,14 @@
+//! One integration-test binary: the CLI without a server, fault injection against mock servers,
+//! and a real Synapse (started once per profile by tests/synapse/harness.py and shared by every
+//! test here).
+
+mod common;
+
+mod account_list;
+mod cli;
+mod faults;
+mod synapse_invite;
+mod synapse_join;
+mod synapse_media;
+mod synapse_onboarding;
+mod synapse_sso;
