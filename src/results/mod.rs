@@ -39,9 +39,14 @@ pub enum Status {
     Unchanged,
     Failed,
     Invalid,
+    /// Not final: a change was about to be sent. A later line for the key says how it ended;
+    /// a key whose latest line is `pending` (the run was killed) is settled on resume by
+    /// reading the server's state.
+    Pending,
 }
 
 impl Status {
+    /// The final statuses: every row ends with one of these.
     pub const ALL: [Status; 4] = [
         Status::Ok,
         Status::Unchanged,
@@ -55,11 +60,15 @@ impl Status {
             Status::Unchanged => "unchanged",
             Status::Failed => "failed",
             Status::Invalid => "invalid",
+            Status::Pending => "pending",
         }
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
+        Status::ALL
+            .into_iter()
+            .chain([Status::Pending])
+            .find(|st| st.as_str() == s)
     }
 
     /// Done rows are skipped by `--resume`.
