@@ -110,8 +110,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub allow_insecure_http: bool,
 
-    /// Seconds to wait for each answer before trying again
-    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive)]
+    /// Seconds to wait for each answer before trying again (at most a day)
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = seconds)]
     pub timeout: f64,
 }
 
@@ -125,11 +125,11 @@ pub struct RunArgs {
 
     /// Rows started per second, at most (each attempt at a row counts; a row may make more
     /// than one request). Default: no limit beyond --concurrency
-    #[arg(long, value_name = "N", value_parser = positive)]
+    #[arg(long, value_name = "N", value_parser = rate)]
     pub rate: Option<f64>,
 
-    /// Retries of a row after a passing failure (429, 502-504, timeout, lost connection)
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    /// Retries of a row after a passing failure (500-504, timeout, lost connection), 0 to 100
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = retries)]
     pub retries: u32,
 
     /// Results file (default: <input>.results.csv beside the input)
@@ -165,11 +165,34 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
-pub fn positive(s: &str) -> Result<f64, String> {
+/// A number within `min..=max`, said in the message so that a person can fix it.
+fn number_in(s: &str, min: f64, max: f64) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number")),
+        Ok(v) if v.is_finite() && (min..=max).contains(&v) => Ok(v),
+        Ok(v) if v.is_finite() => Err(format!("`{s}` is out of range: from {min} to {max}")),
+        _ => Err(format!("`{s}` is not a number")),
     }
+}
+
+/// `--rate`: from one row in 1000 s to 10,000 a second (no server takes more).
+pub fn rate(s: &str) -> Result<f64, String> {
+    number_in(s, 0.001, 10_000.0)
+}
+
+/// `--timeout`: from a millisecond to a day.
+pub fn seconds(s: &str) -> Result<f64, String> {
+    number_in(s, 0.001, 86_400.0)
+}
+
+/// `--retries`: 0 to 100 (with the 30 s backoff cap, 100 is nearly an hour per row).
+pub fn retries(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number from 0 to 100"))?;
+    if n > 100 {
+        return Err(format!("`{s}` is out of range: from 0 to 100"));
+    }
+    Ok(n)
 }
 
 fn parse_delimiter(s: &str) -> Result<u8, String> {
@@ -190,6 +213,22 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_not_panicked_on() {
+        for bad in ["1e10", "1e-20", "0", "-1", "inf", "NaN", "x"] {
+            assert!(rate(bad).is_err(), "--rate {bad}");
+        }
+        for bad in ["1e20", "0", "-3", "inf"] {
+            assert!(seconds(bad).is_err(), "--timeout {bad}");
+        }
+        for bad in ["4294967295", "101", "-1", "1.5"] {
+            assert!(retries(bad).is_err(), "--retries {bad}");
+        }
+        assert_eq!(rate("2.5"), Ok(2.5));
+        assert_eq!(seconds("0.5"), Ok(0.5));
+        assert_eq!(retries("100"), Ok(100));
     }
 
     #[test]

@@ -7,12 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use url::{Host, Url};
 
 use crate::cli::ServerArgs;
+use crate::executor::{self, Fail, Limits, Transient};
 use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError, Token};
 use crate::input::ids;
+use crate::job::classify::transient;
 
 /// A homeserver that answered, and who the token belongs to.
 pub struct Connection {
@@ -22,8 +25,12 @@ pub struct Connection {
     pub me: String,
 }
 
-/// Checks the options that need no network: refuses a token on the command line.
+/// Checks the options that need no network: refuses a token on the command line, and a
+/// server name that is none.
 pub fn check(args: &ServerArgs) -> Result<(), Exit> {
+    if let Some(name) = &args.server_name {
+        ids::server_name(name).map_err(|why| Exit::usage(format!("--server-name {why}")))?;
+    }
     if args.token.is_some() {
         return Err(Exit::Usage(
             "--token is refused: a token on the command line is visible to every user of this \
@@ -46,9 +53,11 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
         pool,
     )
     .map_err(Exit::Usage)?;
-    let me = hs.whoami().await.map_err(|e| refused(&url, e))?;
+    let me = startup(|| hs.whoami())
+        .await
+        .map_err(|e| refused(&url, e))?;
     if need_admin {
-        match hs.is_admin(&me).await {
+        match startup(|| hs.is_admin(&me)).await {
             Ok(true) => {}
             Ok(false) | Err(HsError::Status { status: 403, .. }) => {
                 return Err(Exit::Aborted(format!(
@@ -61,8 +70,8 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
     let server_name = match &args.server_name {
         Some(name) => name.clone(),
         None => ids::server_of(&me)
-            .ok_or_else(|| Exit::Aborted(format!("whoami returned a bad user id `{me}`")))?
-            .to_string(),
+            .and_then(|name| ids::server_name(name).ok())
+            .ok_or_else(|| Exit::Aborted(format!("whoami returned a bad user id `{me}`")))?,
     };
     Ok(Connection {
         hs: Arc::new(hs),
@@ -70,6 +79,38 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
         me,
     })
 }
+
+/// A first call, under the run's retry policy: one 502 or 429 at startup is no reason to stop.
+/// What is not worth retrying (a refused token) comes back at once.
+async fn startup<T, Fut>(call: impl Fn() -> Fut) -> Result<T, HsError>
+where
+    Fut: Future<Output = Result<T, HsError>>,
+{
+    let attempt = || async {
+        match call().await {
+            Ok(value) => Ok(Ok(value)),
+            // A server never reached is reported by `refused`, with its URL, once the
+            // retries are spent: here it is a failure like any other.
+            Err(e) => match transient(&e) {
+                Some(Transient::Unreachable) => Err(Fail::Retry {
+                    last: Err(e),
+                    kind: Transient::Failed,
+                }),
+                Some(kind) => Err(Fail::Retry { last: Err(e), kind }),
+                None => Ok(Err(e)),
+            },
+        }
+    };
+    let limits = Limits::new(1, None, STARTUP_RETRIES);
+    match executor::once(&limits, &CancellationToken::new(), attempt).await {
+        Ok((answer, _)) => answer,
+        // Nothing here aborts, and nothing cancels: the retries end in the last answer.
+        Err(_) => unreachable!("startup attempts neither abort nor are cancelled"),
+    }
+}
+
+/// Retries of the first calls: with the executor's backoff, about a minute of waiting.
+const STARTUP_RETRIES: u32 = 5;
 
 fn refused(url: &Url, e: HsError) -> Exit {
     Exit::Aborted(match e {

@@ -48,8 +48,11 @@ impl<T> Fail<T> {
 pub enum Transient {
     /// The server asked every client to wait (429): all workers pause for this long.
     RateLimited(Option<Duration>),
-    /// A passing failure (503, timeout, reset): back off and retry this item.
+    /// A passing failure of this request (timeout, reset, 500): back off and retry this item.
     Failed,
+    /// The server (or the proxy in front of it) is down for everyone: 502-504. Every worker
+    /// pauses for the backoff; if it stays so past the retries, the run stops.
+    Unavailable,
     /// The server could not be reached at all; if it stays so, the run stops.
     Unreachable,
 }
@@ -229,7 +232,14 @@ where
             Next::Wait(wait) => wait,
             Next::GiveUp => return Ok((last, attempts)),
             Next::Unreachable => {
-                return Err(Stop::Aborted("the homeserver stays unreachable".into()));
+                return Err(Stop::Aborted(format!(
+                    "the homeserver stays {}",
+                    if kind == Transient::Unavailable {
+                        "unavailable"
+                    } else {
+                        "unreachable"
+                    }
+                )));
             }
         };
         tokio::select! {
@@ -265,14 +275,14 @@ impl Retries {
                 }
                 Next::Wait(after.unwrap_or_else(|| backoff(limits, self.rate_limited)))
             }
-            Transient::Failed | Transient::Unreachable => {
+            Transient::Failed | Transient::Unavailable | Transient::Unreachable => {
                 self.failures += 1;
                 if self.failures <= limits.retries {
                     Next::Wait(backoff(limits, self.failures))
-                } else if kind == Transient::Unreachable {
-                    Next::Unreachable
-                } else {
+                } else if kind == Transient::Failed {
                     Next::GiveUp
+                } else {
+                    Next::Unreachable
                 }
             }
         }
@@ -327,7 +337,7 @@ async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
         }
         let wait = match retries.after(kind, &shared.limits) {
             Next::Wait(wait) => {
-                if matches!(kind, Transient::RateLimited(_)) {
+                if matches!(kind, Transient::RateLimited(_) | Transient::Unavailable) {
                     pause_all(shared, wait);
                 }
                 wait
@@ -335,7 +345,12 @@ async fn run_item<W: Work, R: From<Finished<W::Item, W::Output>>>(
             Next::GiveUp => return finish(shared, item, last, attempts, started).await,
             Next::Unreachable => {
                 let why = shared.work.explain(&last);
-                let reason = format!("the homeserver stays unreachable: {why}");
+                let state = if kind == Transient::Unavailable {
+                    "unavailable"
+                } else {
+                    "unreachable"
+                };
+                let reason = format!("the homeserver stays {state}: {why}");
                 shared.abort.lock().unwrap().get_or_insert(reason);
                 shared.stop.cancel();
                 return;

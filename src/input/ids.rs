@@ -94,10 +94,25 @@ pub fn room(cell: &str) -> Result<String, String> {
     ))
 }
 
+/// A server name as `--server-name` gives it: `example.org`, `host:8448`, `[::1]:8448`.
+pub fn server_name(name: &str) -> Result<String, String> {
+    check_server(name)?;
+    Ok(name.to_string())
+}
+
+/// Whether a path segment would be dropped or climb a level in a URL (`.` or `..`): such an
+/// identifier would send the request to another endpoint.
+pub fn is_dot_segment(segment: &str) -> bool {
+    matches!(segment, "." | "..")
+}
+
 fn check_server(server: &str) -> Result<(), String> {
-    let ok = server
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    let ok = !server.is_empty()
+        && !server.split(':').any(is_dot_segment)
+        && server.chars().any(|c| c.is_ascii_alphanumeric())
+        && server
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
     if ok {
         Ok(())
     } else {
@@ -108,6 +123,16 @@ fn check_server(server: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_names_and_dot_segments() {
+        assert_eq!(server_name("example.org"), Ok("example.org".into()));
+        assert!(server_name("[::1]:8448").is_ok());
+        for bad in ["..", ".", "", ":", "a/b", "..:8448"] {
+            assert!(server_name(bad).is_err(), "{bad}");
+        }
+        assert!(is_dot_segment("..") && is_dot_segment(".") && !is_dot_segment("..."));
+    }
 
     #[test]
     fn users() {

@@ -1,45 +1,84 @@
 //! The one place where an HTTP error becomes a decision: stop the run (the token cannot do this
 //! job), retry (the server is busy or was not reached), or record the row as failed.
+//!
+//! An answer that was lost or torn after the request went out (a timeout, a reset, a 502 from a
+//! proxy, a 2xx whose body is cut short, a 500) may hide a change that landed: those are retried,
+//! and the retry reads the server's state before it changes anything (see `job::intent`).
+
+use std::time::Duration;
 
 use super::Outcome;
 use crate::executor::{Fail, Transient};
 use crate::homeserver::HsError;
 
+/// The longest a 429's Retry-After is waited out; a server that asks for more ends the run.
+pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+
 /// Sorts an error into abort, retry or a final failure.
 pub fn classify(error: HsError) -> Fail<Outcome> {
-    let last = Outcome::failed(&error);
-    match &error {
-        HsError::Status { status: 401, .. } => Fail::Abort(format!(
+    match decide(&error) {
+        Verdict::Abort(why) => Fail::Abort(why),
+        Verdict::Retry(kind) => Fail::Retry {
+            last: Outcome::failed(&error),
+            kind,
+        },
+        Verdict::Final => Fail::Final(Outcome::failed(&error)),
+    }
+}
+
+/// Whether an error is worth another try, and of which kind; `None` for a final answer or one
+/// that must stop the run.
+pub fn transient(error: &HsError) -> Option<Transient> {
+    match decide(error) {
+        Verdict::Retry(kind) => Some(kind),
+        _ => None,
+    }
+}
+
+enum Verdict {
+    Abort(String),
+    Retry(Transient),
+    Final,
+}
+
+fn decide(error: &HsError) -> Verdict {
+    match error {
+        HsError::Status { status: 401, .. } => Verdict::Abort(format!(
             "the homeserver rejected the token ({error}); check --token-file or SYNBATCH_TOKEN"
         )),
         HsError::Status {
             status: 403,
             message,
             ..
-        } if message.contains("not a server admin") => Fail::Abort(format!(
+        } if message.contains("not a server admin") => Verdict::Abort(format!(
             "the token's user is not a server admin ({error}); this job needs an admin's token"
+        )),
+        HsError::Status {
+            status: 429,
+            retry_after: Some(wait),
+            ..
+        } if *wait > MAX_WAIT => Verdict::Abort(format!(
+            "the homeserver asks to wait {}s before the next request ({error}), longer than the \
+             {} minutes synbatch waits",
+            wait.as_secs(),
+            MAX_WAIT.as_secs() / 60
         )),
         HsError::Status {
             status: 429,
             retry_after,
             ..
-        } => Fail::Retry {
-            last,
-            kind: Transient::RateLimited(*retry_after),
-        },
+        } => Verdict::Retry(Transient::RateLimited(*retry_after)),
         HsError::Status {
             status: 502..=504, ..
+        } => Verdict::Retry(Transient::Unavailable),
+        HsError::Status { status: 500, .. }
+        | HsError::Decode {
+            status: 200..=299, ..
         }
         | HsError::Timeout(_)
-        | HsError::Transport(_) => Fail::Retry {
-            last,
-            kind: Transient::Failed,
-        },
-        HsError::Connect(_) => Fail::Retry {
-            last,
-            kind: Transient::Unreachable,
-        },
-        _ => Fail::Final(last),
+        | HsError::Transport(_) => Verdict::Retry(Transient::Failed),
+        HsError::Connect(_) => Verdict::Retry(Transient::Unreachable),
+        _ => Verdict::Final,
     }
 }
 
@@ -87,15 +126,34 @@ mod tests {
             classify(status(429, "M_LIMIT_EXCEEDED", "")),
             Fail::Retry { kind: Transient::RateLimited(Some(d)), .. } if d == Duration::from_secs(2)
         ));
-        for transient in [503, 502, 504] {
+        for down in [503, 502, 504] {
             assert!(matches!(
-                classify(status(transient, "", "")),
+                classify(status(down, "", "")),
+                Fail::Retry {
+                    kind: Transient::Unavailable,
+                    ..
+                }
+            ));
+        }
+        // The change may have landed behind a 500 or a torn 2xx: retried, and settled by reading.
+        let torn = HsError::Decode {
+            status: 200,
+            detail: "EOF while parsing".into(),
+        };
+        for lost in [status(500, "M_UNKNOWN", "Internal server error"), torn] {
+            assert!(matches!(
+                classify(lost),
                 Fail::Retry {
                     kind: Transient::Failed,
                     ..
                 }
             ));
         }
+        let mut forever = status(429, "M_LIMIT_EXCEEDED", "");
+        if let HsError::Status { retry_after, .. } = &mut forever {
+            *retry_after = Some(Duration::from_secs(1_000_000_000));
+        }
+        assert!(matches!(classify(forever), Fail::Abort(m) if m.contains("longer than")));
         assert!(matches!(
             classify(HsError::Connect("refused".into())),
             Fail::Retry {
@@ -104,7 +162,7 @@ mod tests {
             }
         ));
         assert!(matches!(
-            classify(status(500, "M_UNKNOWN", "Internal server error")),
+            classify(status(400, "M_UNKNOWN", "Bad request")),
             Fail::Final(_)
         ));
     }

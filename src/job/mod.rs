@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod cache;
 pub mod cells;
 pub mod classify;
+pub mod intent;
 pub mod passwords;
 pub mod rooms;
 pub mod sso;
@@ -26,6 +27,7 @@ use crate::results::{Key, Status};
 pub use cache::Cache;
 pub use cells::{ADMIN_API_LOCAL, boolean, local_user, local_user_cell, optional, required, text};
 pub use classify::classify;
+pub use intent::Intent;
 pub use users::Users;
 
 /// A step of an attempt (resolving a user, reading a room): its value, or how the attempt ends.
@@ -156,11 +158,14 @@ pub trait Job: Send + Sync + 'static {
     }
     /// Turns a row into tasks (several with `--room`), or into invalid entries.
     fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<Self::Task>>);
-    /// One attempt at a task.
+    /// One attempt at a task. Before it changes anything it records `intent.sending(..)`; when
+    /// `intent.in_doubt()`, an earlier attempt may have made the change, and what the server
+    /// shows decides (see `job::intent`).
     fn attempt(
         &self,
         hs: &Homeserver,
         task: &Self::Task,
+        intent: &Intent<'_>,
     ) -> impl Future<Output = Attempt<Outcome>> + Send;
     /// Tasks with the same serial key never run at the same time (rows that read, change and
     /// write back one account).

@@ -7,7 +7,7 @@
 //! missing account is `failed`, never created. A retried row runs the whole attempt again, from
 //! a fresh GET, so a PUT that timed out but landed is seen and not undone.
 
-use super::{Outcome, Step};
+use super::{Intent, Outcome, Step};
 use crate::executor::Fail;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
@@ -63,17 +63,23 @@ pub async fn before_for_check(
     }
 }
 
-/// Writes the recomputed list; `ok` records what it was and what it is now, enough to undo it.
+/// Writes the recomputed list, its intent recorded first; `ok` records what it was and what it
+/// is now, enough to undo it. The before-state is the first attempt's, should this be a retry.
+/// The PUT's own error comes back inside, for the job to read (a 409 means something to it).
 pub async fn write(
     hs: &Homeserver,
     user_id: &str,
     before: &[ExternalId],
     after: &[ExternalId],
-) -> Result<Outcome, HsError> {
-    let status = hs.set_external_ids(user_id, after).await?;
-    let mut outcome = Outcome::ok(status);
-    outcome.message = format!("was {}; now {}", show(before), show(after));
-    Ok(outcome)
+    intent: &Intent<'_>,
+) -> Step<Result<Outcome, HsError>> {
+    intent.sending(&format!("was {}", show(before))).await?;
+    Ok(hs.set_external_ids(user_id, after).await.map(|status| {
+        let was = intent
+            .before()
+            .unwrap_or_else(|| format!("was {}", show(before)));
+        Outcome::ok(status).saying(format!("{was}; now {}", show(after)))
+    }))
 }
 
 /// Whether two lists hold the same mappings, in any order.

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use super::rooms::Rooms;
-use super::{Check, Context, Job, Outcome, Planned, Users, optional, required};
+use super::{Check, Context, Intent, Job, Outcome, Planned, Users, optional, required};
 use crate::cli::RowArgs;
 use crate::executor::Attempt;
 use crate::exit::Exit;
@@ -136,6 +136,7 @@ pub trait RoomAction: Send + Sync + 'static {
         rooms: &Rooms,
         user_id: &str,
         task: &UserRoom,
+        intent: &Intent<'_>,
     ) -> impl Future<Output = Attempt<Outcome>> + Send;
 
     /// `--dry-run --check`: why the task would fail, if anything stands in its way.
@@ -199,9 +200,16 @@ impl<A: RoomAction> Job for RoomJob<A> {
         self.rows.plan(ctx, row, out)
     }
 
-    async fn attempt(&self, hs: &Homeserver, task: &UserRoom) -> Attempt<Outcome> {
+    async fn attempt(
+        &self,
+        hs: &Homeserver,
+        task: &UserRoom,
+        intent: &Intent<'_>,
+    ) -> Attempt<Outcome> {
         let user_id = self.users.resolve(hs, &task.user).await?;
-        self.action.apply(hs, &self.rooms, &user_id, task).await
+        self.action
+            .apply(hs, &self.rooms, &user_id, task, intent)
+            .await
     }
 
     async fn check(

@@ -41,7 +41,7 @@ use crate::job::passwords::{self, PasswordFile};
 use crate::job::rooms::Rooms;
 use crate::job::user_room::checked_rooms;
 use crate::job::{
-    ADMIN_API_LOCAL, Check, Context, Job, Outcome, Planned, boolean, local_user, optional,
+    ADMIN_API_LOCAL, Check, Context, Intent, Job, Outcome, Planned, boolean, local_user, optional,
     required, text,
 };
 use crate::results::Key;
@@ -99,6 +99,10 @@ pub async fn run(args: Args) -> Result<(), Exit> {
 
 const NAME: &str = "create-users";
 
+/// What a pending line of this job records: the account was about to be created, or updated.
+const CREATE: &str = "create";
+const UPDATE: &str = "update";
+
 const FIELDS: &[FieldDef] = &[
     USER,
     DISPLAYNAME,
@@ -143,10 +147,6 @@ pub struct NewUser {
     admin: Option<bool>,
     user_type: Option<String>,
     external_id: Option<ExternalId>,
-    /// This row's PUT created the account: a retry after a lost answer must not take the
-    /// account for someone else's.
-    created: AtomicBool,
-    put_sent: AtomicBool,
     /// The generated password is in the file (written once, before the first PUT).
     recorded: AtomicBool,
 }
@@ -220,8 +220,6 @@ impl CreateUsers {
             admin,
             user_type: text(5, "user_type")?,
             external_id,
-            created: AtomicBool::new(false),
-            put_sent: AtomicBool::new(false),
             recorded: AtomicBool::new(false),
         })
     }
@@ -474,9 +472,16 @@ impl Job for CreateUsers {
         Some(task.user_id.clone())
     }
 
-    async fn attempt(&self, hs: &Homeserver, task: &NewUser) -> Attempt<Outcome> {
-        // After a PUT whose answer was lost, only the server can say what happened.
-        let known = if task.put_sent.load(Ordering::SeqCst) {
+    async fn attempt(
+        &self,
+        hs: &Homeserver,
+        task: &NewUser,
+        intent: &Intent<'_>,
+    ) -> Attempt<Outcome> {
+        // After a PUT whose answer was lost, or a run stopped after one, only the server can say
+        // what happened: the list may predate it.
+        let doubt = intent.in_doubt();
+        let known = if doubt {
             Known::Unknown
         } else {
             self.accounts.lookup(hs, &task.user_id).await
@@ -492,18 +497,10 @@ impl Job for CreateUsers {
             },
         };
         // What this row did to the account: created it, changed it, or nothing.
-        let mut done = if task.created.load(Ordering::SeqCst) {
-            Some(201)
-        } else {
-            None
-        };
+        let mut done = None;
         match existing {
-            Some(_) if done.is_some() => {}
-            // An earlier attempt's PUT went through but its answer was lost.
-            Some(_) if task.put_sent.load(Ordering::SeqCst) => {
-                task.created.store(true, Ordering::SeqCst);
-                done = Some(201);
-            }
+            // An earlier attempt's create went through; its answer was lost.
+            Some(_) if doubt && intent.before().as_deref() == Some(CREATE) => done = Some(201),
             Some(account) => match self.on_existing {
                 // Left alone, but a missing SSO mapping is not "unchanged": it is what a 409
                 // on create leaves behind, and the account cannot log in through SSO.
@@ -527,7 +524,11 @@ impl Job for CreateUsers {
                         unreachable!("an update reads the account (needs_account)");
                     };
                     let body = Self::update_body(task, &account);
-                    if !body.is_empty() {
+                    if body.is_empty() && doubt {
+                        // An earlier attempt's update went through.
+                        done = Some(200);
+                    } else if !body.is_empty() {
+                        intent.sending(UPDATE).await?;
                         match hs.put_user(&task.user_id, &Value::Object(body)).await {
                             Ok(status) => done = Some(status),
                             Err(e @ HsError::Status { status: 409, .. }) => {
@@ -542,21 +543,27 @@ impl Job for CreateUsers {
                 if let Err(outcome) = self.record_password(task) {
                     return Ok(outcome);
                 }
-                task.put_sent.store(true, Ordering::SeqCst);
+                intent.sending(CREATE).await?;
                 match hs.put_user(&task.user_id, &Self::create_body(task)).await {
                     Ok(201) => {
-                        task.created.store(true, Ordering::SeqCst);
                         self.accounts.add(&task.user_id).await;
                         done = Some(201);
                     }
-                    // Modified, not created: someone made the account after it was checked.
-                    Ok(_) => {
+                    // Modified, not created: someone made the account after it was checked,
+                    // unless it was this row's own earlier PUT, delivered late.
+                    Ok(_) if !doubt => {
                         self.accounts.add(&task.user_id).await;
                         return Ok(Self::made_meanwhile(task));
                     }
+                    Ok(_) => done = Some(201),
+                    // This row's earlier PUT, delivered late, made it while this one was checked.
+                    Err(HsError::Status {
+                        status: 400,
+                        errcode,
+                        ..
+                    }) if doubt && errcode == "M_USER_IN_USE" => done = Some(201),
                     // Synapse made the account all the same, without the mapping.
                     Err(e @ HsError::Status { status: 409, .. }) if task.external_id.is_some() => {
-                        task.created.store(true, Ordering::SeqCst);
                         self.accounts.add(&task.user_id).await;
                         return Ok(self.conflict(hs, task, &e, true).await);
                     }
@@ -566,7 +573,7 @@ impl Job for CreateUsers {
         }
         let mut joined = false;
         for room in &self.join {
-            match join_user(hs, &self.rooms, &task.user_id, room).await {
+            match join_user(hs, &self.rooms, &task.user_id, room, intent).await {
                 Ok(now) => joined |= now,
                 Err(Fail::Final(outcome)) => {
                     let account = if done == Some(201) {

@@ -18,8 +18,8 @@ use crate::homeserver::{Homeserver, HsError};
 use crate::input::ids::UserRef;
 use crate::input::{ERASE, FieldDef, Row, USER};
 use crate::job::{
-    ADMIN_API_LOCAL, Check, Context, Job, Outcome, Planned, Users, boolean, local_user, optional,
-    required, text,
+    ADMIN_API_LOCAL, Check, Context, Intent, Job, Outcome, Planned, Users, boolean, local_user,
+    optional, required, text,
 };
 use crate::results::Key;
 
@@ -140,7 +140,12 @@ impl Job for Deactivate {
         true
     }
 
-    async fn attempt(&self, hs: &Homeserver, task: &DeactivateTask) -> Attempt<Outcome> {
+    async fn attempt(
+        &self,
+        hs: &Homeserver,
+        task: &DeactivateTask,
+        intent: &Intent<'_>,
+    ) -> Attempt<Outcome> {
         let user_id = self.users.resolve(hs, &task.user).await?;
         let account = match hs.user(&user_id).await {
             Ok(account) => account,
@@ -152,13 +157,22 @@ impl Job for Deactivate {
             Err(e) => return Err(e.into()),
         };
         if account.deactivated && (account.erased || !task.erase) {
-            let what = if account.erased {
-                "already deactivated and erased"
+            let (now, what) = if account.erased {
+                ("deactivated and erased", "already deactivated and erased")
             } else {
-                "already deactivated"
+                ("deactivated", "already deactivated")
             };
-            return Ok(Outcome::unchanged(None, what));
+            return Ok(match intent.in_doubt() {
+                true => intent.done_earlier(None, now),
+                false => Outcome::unchanged(None, what),
+            });
         }
+        let before = if account.deactivated {
+            "was deactivated, not erased"
+        } else {
+            "was active"
+        };
+        intent.sending(before).await?;
         hs.deactivate(&user_id, task.erase).await?;
         Ok(Outcome::ok(200))
     }

@@ -13,8 +13,8 @@ use crate::cli::RowArgs;
 use crate::executor::Attempt;
 use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError};
-use crate::input::{FieldDef, MEDIA, Row};
-use crate::job::{Check, Context, Job, Outcome, Planned, required, text};
+use crate::input::{FieldDef, MEDIA, Row, ids};
+use crate::job::{Check, Context, Intent, Job, Outcome, Planned, required, text};
 use crate::results::Key;
 
 /// Delete media by id (admin API; column: media)
@@ -68,7 +68,11 @@ pub fn media(cell: &str, ctx: &Context) -> Result<(String, String), String> {
         }
         None => (ctx.server_name.as_str(), cell),
     };
-    if id.is_empty() || id.contains('/') || id.chars().any(char::is_whitespace) {
+    if id.is_empty()
+        || id.contains('/')
+        || id.chars().any(char::is_whitespace)
+        || ids::is_dot_segment(id)
+    {
         return Err(format!("media `{cell}`: `{id}` is not a media id"));
     }
     if server != ctx.server_name {
@@ -133,9 +137,17 @@ impl Job for DeleteMedia {
         });
     }
 
-    async fn attempt(&self, hs: &Homeserver, task: &MediaTask) -> Attempt<Outcome> {
+    async fn attempt(
+        &self,
+        hs: &Homeserver,
+        task: &MediaTask,
+        intent: &Intent<'_>,
+    ) -> Attempt<Outcome> {
+        let doubt = intent.in_doubt();
+        intent.sending("").await?;
         match hs.delete_media(&task.server_name, &task.media_id).await {
             Ok(_) => Ok(Outcome::ok(200)),
+            Err(e) if already_gone(&e) && doubt => Ok(intent.done_earlier(Some(404), "deleted")),
             Err(e) if already_gone(&e) => Ok(Outcome::unchanged(
                 Some(404),
                 "no such media: already deleted (404 Unknown media)",
@@ -199,6 +211,9 @@ mod tests {
             "mxc://x.org/a/b",
             "http://x/y",
             "a b",
+            "..",
+            ".",
+            "mxc://x.org/..",
         ] {
             assert!(media(bad, &ctx).is_err(), "{bad}");
         }

@@ -109,11 +109,11 @@ pub struct Args {
     pub concurrency: u16,
 
     /// GETs started per second, at most
-    #[arg(long, value_name = "N", value_parser = crate::cli::positive)]
+    #[arg(long, value_name = "N", value_parser = crate::cli::rate)]
     pub rate: Option<f64>,
 
     /// Retries after a passing failure
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::cli::retries)]
     pub retries: u32,
 
     #[command(flatten)]

@@ -21,7 +21,7 @@ use crate::input::ids::{self, UserRef};
 use crate::input::{FieldDef, REASON, ROOM, USER};
 use crate::job::rooms::Rooms;
 use crate::job::user_room::{self, RoomAction, UserRoom};
-use crate::job::{Context, Outcome, Users};
+use crate::job::{Context, Intent, Outcome, Users};
 
 /// Invite users to rooms (Client-Server API; columns: user, room, [reason])
 #[derive(Debug, ClapArgs)]
@@ -61,20 +61,29 @@ impl RoomAction for Invite {
         rooms: &Rooms,
         user_id: &str,
         task: &UserRoom,
+        intent: &Intent<'_>,
     ) -> Attempt<Outcome> {
         let (room_id, state) = rooms.memberships(hs, &task.room).await?;
+        let doubt = intent.in_doubt();
+        // In doubt, an invitation (or the join that followed it) is this row's earlier work.
         match state.membership(user_id) {
+            Membership::Invite if doubt => return Ok(intent.done_earlier(None, "invited")),
+            Membership::Join if doubt => return Ok(intent.done_earlier(None, "in the room")),
             Membership::Join => return Ok(Outcome::unchanged(None, "already in the room")),
             Membership::Invite => return Ok(Outcome::unchanged(None, "already invited")),
             _ => {}
         }
+        intent.sending("").await?;
         match hs.invite(&room_id, user_id, task.reason.as_deref()).await {
             // Not recorded in the snapshot: it would grow with the input.
             Ok(()) => Ok(Outcome::ok(200)),
             Err(e @ HsError::Status { status: 403, .. })
                 if e.message().contains("is already in the room") =>
             {
-                Ok(Outcome::unchanged(Some(403), "already in the room"))
+                Ok(match doubt {
+                    true => intent.done_earlier(Some(403), "in the room"),
+                    false => Outcome::unchanged(Some(403), "already in the room"),
+                })
             }
             Err(e) => Err(e.into()),
         }

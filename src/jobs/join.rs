@@ -19,7 +19,7 @@ use crate::homeserver::{Homeserver, HsError};
 use crate::input::{FieldDef, ROOM, USER};
 use crate::job::rooms::Rooms;
 use crate::job::user_room::{self, RoomAction, UserRoom};
-use crate::job::{Context, Outcome, Step, Users};
+use crate::job::{Context, Intent, Outcome, Step, Users};
 
 /// Join users to rooms (admin API; columns: user, room)
 #[derive(Debug, ClapArgs)]
@@ -51,14 +51,23 @@ pub async fn run(args: Args) -> Result<(), Exit> {
 
 pub struct Join;
 
-/// Joins one user to one room: `true` when this call joined them, `false` when they were in
-/// the room already. Shared by `join` and `create-users --join`.
-pub async fn join_user(hs: &Homeserver, rooms: &Rooms, user_id: &str, room: &str) -> Step<bool> {
+/// Joins one user to one room: `true` when this row joined them (now, or in an attempt whose
+/// answer was lost), `false` when they were in the room already. Shared by `join` and
+/// `create-users --join`.
+pub async fn join_user(
+    hs: &Homeserver,
+    rooms: &Rooms,
+    user_id: &str,
+    room: &str,
+    intent: &Intent<'_>,
+) -> Step<bool> {
     let room_id = rooms.id(hs, room).await?;
     let joined = rooms.joined(hs, &room_id).await?;
+    let doubt = intent.in_doubt();
     if joined.contains(user_id) {
-        return Ok(false);
+        return Ok(doubt);
     }
+    intent.sending("").await?;
     match hs.admin_join(&room_id, user_id).await {
         // The users this run joins are not added to the room's set: it would grow with the
         // input (a million rows, a million ids). A repeated row is answered by Synapse instead.
@@ -67,7 +76,7 @@ pub async fn join_user(hs: &Homeserver, rooms: &Rooms, user_id: &str, room: &str
         Err(e @ HsError::Status { status: 403, .. })
             if e.message().contains("is already in the room") =>
         {
-            Ok(false)
+            Ok(doubt)
         }
         Err(e) => Err(Fail::from(e)),
     }
@@ -84,11 +93,14 @@ impl RoomAction for Join {
         rooms: &Rooms,
         user_id: &str,
         task: &UserRoom,
+        intent: &Intent<'_>,
     ) -> Attempt<Outcome> {
-        Ok(match join_user(hs, rooms, user_id, &task.room).await? {
-            true => Outcome::ok(200),
-            false => Outcome::unchanged(None, "already in the room"),
-        })
+        Ok(
+            match join_user(hs, rooms, user_id, &task.room, intent).await? {
+                true => Outcome::ok(200),
+                false => Outcome::unchanged(None, "already in the room"),
+            },
+        )
     }
 
     /// The user must exist, the room must resolve, and for a room that is not public the admin

@@ -16,7 +16,7 @@ use crate::homeserver::{Homeserver, HsError};
 use crate::input::{FieldDef, REASON, ROOM, USER};
 use crate::job::rooms::Rooms;
 use crate::job::user_room::{self, RoomAction, UserRoom};
-use crate::job::{Context, Outcome, Users};
+use crate::job::{Context, Intent, Outcome, Users};
 
 /// Kick users from rooms (Client-Server API; columns: user, room, [reason])
 #[derive(Debug, ClapArgs)]
@@ -54,16 +54,23 @@ impl RoomAction for Kick {
         rooms: &Rooms,
         user_id: &str,
         task: &UserRoom,
+        intent: &Intent<'_>,
     ) -> Attempt<Outcome> {
         // No membership snapshot here: a user who joined after it was read would be left in
-        // the room. Synapse's 403 "not in the room" says `unchanged` just as well.
+        // the room. Synapse's 403 "not in the room" says `unchanged` just as well, unless an
+        // earlier attempt of this row was sent: then the kick is its work.
         let room_id = rooms.id(hs, &task.room).await?;
+        let doubt = intent.in_doubt();
+        intent.sending("").await?;
         match hs.kick(&room_id, user_id, task.reason.as_deref()).await {
             Ok(()) => Ok(Outcome::ok(200)),
             Err(e @ HsError::Status { status: 403, .. })
                 if e.message().contains("not in the room") =>
             {
-                Ok(Outcome::unchanged(Some(403), "not in the room"))
+                Ok(match doubt {
+                    true => intent.done_earlier(Some(403), "not in the room"),
+                    false => Outcome::unchanged(Some(403), "not in the room"),
+                })
             }
             Err(e) => Err(e.into()),
         }

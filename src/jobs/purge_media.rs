@@ -68,8 +68,12 @@ pub struct Args {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
+    /// Allow a --before less than a day ago (it deletes nearly all local media)
+    #[arg(long)]
+    pub allow_recent: bool,
+
     /// Retries after a passing failure (the purge is safe to repeat)
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::cli::retries)]
     pub retries: u32,
 
     #[command(flatten)]
@@ -78,6 +82,8 @@ pub struct Args {
 
 /// Synapse refuses `before_ts` below this (a time in seconds read as milliseconds).
 const SYNAPSE_MIN_TS: i64 = 30_000_000_000;
+/// A purge of media younger than this needs --allow-recent: `--before 0s` would take nearly all.
+const FLOOR_MS: i64 = 24 * 60 * 60 * 1000;
 /// Anything before 2000 is a mistake: Matrix media did not exist.
 const EARLIEST_TS: i64 = 946_684_800_000;
 
@@ -264,8 +270,19 @@ fn describe(purge: &MediaPurge, homeserver: &str) -> String {
 /// The purge job: check the options, connect, say what will happen, ask, send, record.
 pub async fn run(args: Args) -> Result<(), Exit> {
     connect::check(&args.server)?;
+    let now = now_ms();
+    let before_ts = parse_before(&args.before, now).map_err(Exit::usage)?;
+    if now - before_ts < FLOOR_MS && !args.allow_recent {
+        return Err(Exit::usage(format!(
+            "--before {}: that is {}, less than a day ago, and would delete nearly every local \
+             media item, recent uploads included; give an older time, or add --allow-recent if \
+             that is what you mean",
+            args.before,
+            show(before_ts)
+        )));
+    }
     let purge = MediaPurge {
-        before_ts: parse_before(&args.before, now_ms()).map_err(Exit::usage)?,
+        before_ts,
         size_gt: args.size_gt,
         keep_profiles: args.keep_profiles,
     };

@@ -19,6 +19,7 @@ use crate::exit::Exit;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
 use crate::input::{EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
+use crate::job::Intent;
 use crate::job::sso;
 use crate::job::{Check, Context, Job, Outcome, Planned, Users, local_user_cell, optional, text};
 use crate::results::Key;
@@ -209,7 +210,12 @@ impl Job for RemoveExternalId {
         }
     }
 
-    async fn attempt(&self, hs: &Homeserver, task: &RemoveTask) -> Attempt<Outcome> {
+    async fn attempt(
+        &self,
+        hs: &Homeserver,
+        task: &RemoveTask,
+        intent: &Intent<'_>,
+    ) -> Attempt<Outcome> {
         let user_id = self.users.resolve(hs, &task.user).await?;
         let before = sso::current(hs, &user_id).await?;
         let after: Vec<ExternalId> = before
@@ -218,10 +224,13 @@ impl Job for RemoveExternalId {
             .cloned()
             .collect();
         if after.len() == before.len() {
+            if intent.in_doubt() {
+                return Ok(intent.done_earlier(Some(200), &sso::show(&after)));
+            }
             let message = format!("no {} to remove: {}", task.what(), sso::show(&before));
             return Ok(Outcome::unchanged(Some(200), message));
         }
-        Ok(sso::write(hs, &user_id, &before, &after).await?)
+        Ok(sso::write(hs, &user_id, &before, &after, intent).await??)
     }
 
     fn serial_key(&self, task: &RemoveTask) -> Option<String> {

@@ -19,6 +19,7 @@ use crate::exit::Exit;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
 use crate::input::{EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
+use crate::job::Intent;
 use crate::job::sso;
 use crate::job::{Check, Context, Job, Outcome, Planned, Users, local_user_cell, required, text};
 use crate::results::Key;
@@ -192,15 +193,23 @@ impl Job for SetExternalId {
         }
     }
 
-    async fn attempt(&self, hs: &Homeserver, task: &SetTask) -> Attempt<Outcome> {
+    async fn attempt(
+        &self,
+        hs: &Homeserver,
+        task: &SetTask,
+        intent: &Intent<'_>,
+    ) -> Attempt<Outcome> {
         let user_id = self.users.resolve(hs, &task.user).await?;
         let before = sso::current(hs, &user_id).await?;
         let after = self.wanted(&before, &task.pair);
         if sso::same(&before, &after) {
+            if intent.in_doubt() {
+                return Ok(intent.done_earlier(Some(200), &sso::show(&after)));
+            }
             let message = format!("already mapped: {}", sso::show(&before));
             return Ok(Outcome::unchanged(Some(200), message));
         }
-        match sso::write(hs, &user_id, &before, &after).await {
+        match sso::write(hs, &user_id, &before, &after, intent).await? {
             Ok(outcome) => Ok(outcome),
             Err(e @ HsError::Status { status: 409, .. }) => {
                 Ok(self.conflict(hs, e, &task.pair).await)

@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 mod key;
+mod record;
 pub mod summary;
 
 pub use key::Key;
+pub use record::Record;
 
 pub const FIXED_COLUMNS: [&str; 9] = [
     "row",
@@ -285,11 +287,18 @@ impl KeyId {
 #[derive(Debug, Default)]
 pub struct Latest {
     status: HashMap<KeyId, Status>,
+    /// The message (the before-state) of keys whose latest line is `pending`.
+    pending: HashMap<KeyId, String>,
 }
 
 impl Latest {
     pub fn get(&self, key: &str) -> Option<Status> {
         self.status.get(&KeyId::of(key)).copied()
+    }
+
+    /// The before-state an earlier run recorded for a key whose latest line is `pending`.
+    pub fn pending(&self, key: &str) -> Option<&str> {
+        self.pending.get(&KeyId::of(key)).map(String::as_str)
     }
 
     #[cfg(test)]
@@ -318,9 +327,9 @@ impl Latest {
         let mut latest = Latest::default();
         let mut columns = None;
         each_line(file, torn_tail, |headers, _, record| {
-            let (key_at, status_at) = *columns.get_or_insert_with(|| {
+            let (key_at, status_at, message_at) = *columns.get_or_insert_with(|| {
                 let at = |name: &str| headers.iter().position(|h| h == name.as_bytes());
-                (at("key"), at("status"))
+                (at("key"), at("status"), at("message"))
             });
             let (Some(key_at), Some(status_at)) = (key_at, status_at) else {
                 return;
@@ -329,7 +338,16 @@ impl Latest {
                 .ok()
                 .and_then(Status::parse);
             if let (Some(status), Ok(key)) = (status, std::str::from_utf8(&record[key_at])) {
-                latest.status.insert(KeyId::of(key), status);
+                let id = KeyId::of(key);
+                latest.status.insert(id, status);
+                if status == Status::Pending {
+                    let message = message_at.and_then(|at| record.get(at)).unwrap_or_default();
+                    latest
+                        .pending
+                        .insert(id, String::from_utf8_lossy(message).into_owned());
+                } else {
+                    latest.pending.remove(&id);
+                }
             }
         })?;
         Ok(latest)

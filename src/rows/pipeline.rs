@@ -17,8 +17,9 @@ use super::sink::Sink;
 use crate::executor::{self, Attempt, Finished, Stop, Work};
 use crate::homeserver::Homeserver;
 use crate::input::{Input, InputError};
-use crate::job::{Check, Context, Job, Outcome, Planned, classify};
-use crate::results::{Key, Latest, ResultLine, ResultsError, ResultsWriter, Status};
+use crate::job::intent::{Log, RowState};
+use crate::job::{Check, Context, Intent, Job, Outcome, Planned, classify};
+use crate::results::{Key, Latest, Record, ResultLine, ResultsError, ResultsWriter, Status};
 
 /// How a run ended.
 pub struct Summary {
@@ -40,20 +41,30 @@ struct Item<T> {
     key: Key,
     fields: Vec<String>,
     task: T,
+    /// What its attempts share: whether a change was sent, and what was there before.
+    state: RowState,
 }
 
-/// A run: the job's attempts.
+/// A run: the job's attempts, and where they record their intent.
 struct Attempts<J> {
     job: Arc<J>,
     hs: Arc<Homeserver>,
+    records: mpsc::Sender<Record>,
 }
 
 impl<J: Job> Work for Attempts<J> {
     type Item = Item<J::Task>;
     type Output = Outcome;
 
-    fn attempt(&self, item: &Item<J::Task>) -> impl Future<Output = Attempt<Outcome>> + Send {
-        self.job.attempt(&self.hs, &item.task)
+    async fn attempt(&self, item: &Item<J::Task>) -> Attempt<Outcome> {
+        let log = Log {
+            records: &self.records,
+            row: item.row,
+            key: item.key.as_str(),
+            fields: &item.fields,
+        };
+        let intent = Intent::new(&item.state, Some(log));
+        self.job.attempt(&self.hs, &item.task, &intent).await
     }
 
     fn serial_key(&self, item: &Item<J::Task>) -> Option<String> {
@@ -92,16 +103,16 @@ impl<J: Job> Work for Checks<J> {
     }
 }
 
-impl<T> From<Finished<Item<T>, Outcome>> for ResultLine {
+impl<T> From<Finished<Item<T>, Outcome>> for Record {
     fn from(done: Finished<Item<T>, Outcome>) -> Self {
-        line(
+        Record::Final(line(
             done.item.row,
             done.item.key,
             done.item.fields,
             done.output,
             done.attempts,
             done.elapsed,
-        )
+        ))
     }
 }
 
@@ -172,7 +183,7 @@ pub async fn run<J: Job>(
     let concurrency = plan.limits.concurrency.max(1);
     // A few batches ahead of the executor: enough to never starve it, bounded memory.
     let (task_tx, task_rx) = mpsc::channel(concurrency.div_ceil(BATCH).max(2));
-    let (line_tx, line_rx) = mpsc::channel::<ResultLine>(4096);
+    let (line_tx, line_rx) = mpsc::channel::<Record>(4096);
 
     let bar = report.bar();
     let writer = {
@@ -197,7 +208,8 @@ pub async fn run<J: Job>(
             executor::run(work, limits, task_rx, line_tx, cancel.clone()).await
         }
         (Kind::Run, Some(hs)) => {
-            let work = Attempts { job, hs };
+            let records = line_tx.clone();
+            let work = Attempts { job, hs, records };
             executor::run(work, limits, task_rx, line_tx, cancel.clone()).await
         }
         // A dry run sends nothing: the reader sends its lines to the sink itself.
@@ -235,7 +247,7 @@ const BATCH: usize = 64;
 /// Where the reader sends what it planned.
 struct Lanes<T> {
     tasks: mpsc::Sender<Vec<Item<T>>>,
-    lines: mpsc::Sender<ResultLine>,
+    lines: mpsc::Sender<Record>,
     cancel: CancellationToken,
     bar: indicatif::ProgressBar,
 }
@@ -281,18 +293,24 @@ fn read_and_plan<J: Job>(
                     message: job.describe(&task),
                 },
                 Ok(task) => {
+                    // An earlier run recorded its intent and was stopped before the answer.
+                    let state = match latest.pending(key.as_str()) {
+                        Some(before) if mode != Mode::All => RowState::after_crash(before.into()),
+                        _ => RowState::default(),
+                    };
                     batch.push(Item {
                         row,
                         key,
                         fields,
                         task,
+                        state,
                     });
                     continue;
                 }
                 Err(why) => Outcome::invalid(why),
             };
             let line = line(row, key, fields, direct, 0, Default::default());
-            if lanes.lines.blocking_send(line).is_err() {
+            if lanes.lines.blocking_send(Record::Final(line)).is_err() {
                 return false;
             }
         }
@@ -323,34 +341,48 @@ fn read_and_plan<J: Job>(
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The writer thread: hands each finished row to the sink, flushes each batch as soon as the
-/// channel is momentarily empty, and syncs at the end. If the results cannot be written, the
-/// run is stopped (rows not recorded will run again on resume).
+/// channel is momentarily empty, and syncs at the end. A pending line is flushed at once and
+/// acknowledged, so its change goes out only once it is recorded. A row is counted once its
+/// line is flushed. If the results cannot be written, the run is stopped (rows not recorded
+/// will run again on resume).
 fn write_results(
-    mut lines: mpsc::Receiver<ResultLine>,
+    mut records: mpsc::Receiver<Record>,
     mut sink: Sink,
     mut report: Report,
     cancel: CancellationToken,
 ) -> (Tally, Option<ResultsError>) {
     let mut error = None;
-    while let Some(first) = lines.blocking_recv() {
+    let mut written = vec![];
+    let fail = |e, error: &mut Option<ResultsError>| {
+        error.get_or_insert(e);
+        cancel.cancel();
+    };
+    while let Some(first) = records.blocking_recv() {
         let mut next = Some(first);
-        while let Some(line) = next {
-            if error.is_none() {
-                match sink.write(&line) {
-                    Ok(()) => report.record(&line),
-                    Err(e) => {
-                        error = Some(e);
-                        cancel.cancel();
+        while let Some(record) = next {
+            match record {
+                // Dropping the acknowledgement tells the attempt that nothing may be sent.
+                _ if error.is_some() => {}
+                Record::Final(line) => match sink.write(&line) {
+                    Ok(()) => written.push(line),
+                    Err(e) => fail(e, &mut error),
+                },
+                Record::Pending(line, ack) => match sink.write(&line).and_then(|()| sink.flush()) {
+                    Ok(()) => {
+                        let _ = ack.send(());
                     }
-                }
+                    Err(e) => fail(e, &mut error),
+                },
             }
-            next = lines.try_recv().ok();
+            next = records.try_recv().ok();
         }
         if error.is_none()
             && let Err(e) = sink.flush()
         {
-            error = Some(e);
-            cancel.cancel();
+            fail(e, &mut error);
+        }
+        if error.is_none() {
+            written.drain(..).for_each(|line| report.record(&line));
         }
         // Lets the next rows gather: one write and one wake-up for many rows instead of one
         // each, at the cost of a line reaching the file up to this much later.

@@ -234,7 +234,17 @@ pub fn finish(output: Output, token: Option<&str>) -> Run {
 }
 
 /// The results file as rows of column -> value.
+/// The final lines of a results file (each row's `ok`, `unchanged`, `failed` or `invalid`),
+/// without the `pending` lines written before each change.
 pub fn results(path: &Path) -> Vec<HashMap<String, String>> {
+    all_lines(path)
+        .into_iter()
+        .filter(|line| line.get("status").map(String::as_str) != Some("pending"))
+        .collect()
+}
+
+/// Every line of a results file, `pending` lines included.
+pub fn all_lines(path: &Path) -> Vec<HashMap<String, String>> {
     let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let headers = reader.headers().unwrap().clone();
     reader

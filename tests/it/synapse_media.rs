@@ -95,14 +95,30 @@ async fn purge_by_date_then_by_size_keeps_profile_pictures_unless_asked() {
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("looks like seconds"), "{}", run.stderr);
-    // No terminal and no --yes: refused; a dry run shows the request and sends nothing.
+    // Less than a day ago deletes nearly everything: refused without --allow-recent, before
+    // anything is sent.
     let before = rfc3339(cut);
-    let run = run_against(&hs, dir.path(), &["purge-media", "--before", &before]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
     let run = run_against(
         &hs,
         dir.path(),
-        &["purge-media", "--before", &before, "--dry-run"],
+        &["purge-media", "--before", &before, "--yes"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--allow-recent"), "{}", run.stderr);
+    assert!(exists(&hs, &old_small).await);
+    // No terminal and no --yes: refused; a dry run shows the request and sends nothing.
+    let recent = ["--allow-recent"];
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &["purge-media", "--before", &before, recent[0]],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--yes"), "{}", run.stderr);
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &["purge-media", "--before", &before, "--dry-run", recent[0]],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
@@ -123,6 +139,7 @@ async fn purge_by_date_then_by_size_keeps_profile_pictures_unless_asked() {
             "purge-media",
             "--before",
             &before,
+            "--allow-recent",
             "--yes",
             "-o",
             "date.csv",
@@ -152,6 +169,7 @@ async fn purge_by_date_then_by_size_keeps_profile_pictures_unless_asked() {
         "--yes",
         "-o",
         "size.csv",
+        "--allow-recent",
     ];
     let run = run_against(&hs, dir.path(), &size);
     assert_eq!(run.code, 0, "{}", run.stderr);
