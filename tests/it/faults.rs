@@ -326,3 +326,57 @@ fn raw_homeserver(stream: &mut std::net::TcpStream, joins: &Mutex<u32>) {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Synapse down behind its reverse proxy: every join answers 502. The whole run pauses and then
+/// stops (exit 3) instead of each row burning its own retries into `failed`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_stops_the_run_instead_of_failing_every_row() {
+    let server = homeserver().await;
+    let script = Script::new(vec![ResponseTemplate::new(502)]);
+    mount_join(&server, &script).await;
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 20);
+    let run = run(
+        server.uri(),
+        dir.path().into(),
+        &["-j", "4", "--retries", "2"],
+    )
+    .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("stays unavailable"), "{}", run.stderr);
+    assert!(run.stderr.contains("--resume"), "{}", run.stderr);
+    let lines = results(&dir.path().join("rows.results.csv"));
+    assert!(
+        lines.iter().all(|l| l["status"] != "failed"),
+        "no row is failed by an outage: {lines:?}"
+    );
+    // Row by row, 20 rows x 3 attempts; paused together, a few rows' worth at most.
+    let sent = script.arrivals().len();
+    assert!(sent < 20, "{sent} join requests during the outage");
+}
+
+/// One 502 while synbatch asks who the token belongs to is no reason to stop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_502_at_startup_is_retried() {
+    let server = homeserver().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/_matrix/client/v3/account/whoami$"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_join(&server, &Script::new(vec![joined()])).await;
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 2);
+    let run = run(server.uri(), dir.path().into(), &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let whoamis = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/whoami"))
+        .count();
+    assert_eq!(whoamis, 2, "asked again after the 502");
+}
