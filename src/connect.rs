@@ -123,6 +123,9 @@ fn refused(url: &Url, e: HsError) -> Exit {
         HsError::Status { status: 404, .. } => {
             format!("{url} does not look like a Matrix homeserver ({e}): check --homeserver")
         }
+        HsError::Redirect { .. } | HsError::TooLarge { .. } => {
+            format!("checking the token at {url}: {e}")
+        }
         _ => format!("the homeserver at {url} answered: {e}"),
     })
 }

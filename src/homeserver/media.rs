@@ -84,9 +84,6 @@ impl Homeserver {
         let (status, value) = self
             .call_within(hour, Method::POST, &path, &query, None)
             .await?;
-        serde_json::from_value(value).map_err(|e| HsError::Decode {
-            status,
-            detail: e.to_string(),
-        })
+        super::decode(status, value)
     }
 }
