@@ -138,24 +138,45 @@ pub fn homeserver_url(args: &ServerArgs) -> Result<Url, Exit> {
                 .into(),
         )
     })?;
-    let url =
-        Url::parse(raw).map_err(|e| Exit::Usage(format!("--homeserver {raw}: not a URL ({e})")))?;
+    // Every message shows the URL as given, less any `user:password@`.
+    let shown = without_credentials(raw);
+    let url = Url::parse(raw)
+        .map_err(|e| Exit::Usage(format!("--homeserver {shown}: not a URL ({e})")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Exit::Usage(format!(
+            "--homeserver {shown}: a user name or password in the URL is refused: it would be \
+             sent as Basic auth beside the token, and shown in messages. Remove the \
+             `user:password@` part; the access token (--token-file or SYNBATCH_TOKEN) is the only \
+             credential synbatch sends"
+        )));
+    }
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) || args.allow_insecure_http => {}
         "http" => {
             return Err(Exit::Usage(format!(
-                "--homeserver {raw}: refusing to send the token over plain http to another \
+                "--homeserver {shown}: refusing to send the token over plain http to another \
                  machine; use https://, or --allow-insecure-http if you must"
             )));
         }
         other => {
             return Err(Exit::Usage(format!(
-                "--homeserver {raw}: expected http:// or https://, not {other}://"
+                "--homeserver {shown}: expected http:// or https://, not {other}://"
             )));
         }
     }
     Ok(url)
+}
+
+/// `raw` with everything between the scheme and its last `@` shown as `***`: for messages about
+/// a URL that may hold a password, parsed or not. A password may hold `/`, `?` or `#` unescaped,
+/// so the mask goes to the last `@` wherever it is (a homeserver URL has no other use for one).
+fn without_credentials(raw: &str) -> std::borrow::Cow<'_, str> {
+    let host_at = raw.find("://").map_or(0, |i| i + 3);
+    match raw[host_at..].rfind('@') {
+        Some(at) => format!("{}***{}", &raw[..host_at], &raw[host_at + at..]).into(),
+        None => raw.into(),
+    }
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -224,5 +245,39 @@ mod tests {
         assert!(homeserver_url(&args("http://matrix.example.org", true)).is_ok());
         assert!(homeserver_url(&args("ftp://x", true)).is_err());
         assert!(homeserver_url(&args("matrix.example.org", true)).is_err());
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_without_echoing_them() {
+        let refused = [
+            "https://admin:hunter2-pw@matrix.example.org",
+            "https://admin:hunter2-pw@matrix.example.org/base/",
+            "https://admin@matrix.example.org",
+            "https://:hunter2-pw@matrix.example.org",
+            "http://admin:hunter2-pw@127.0.0.1:8008",
+        ];
+        // Not URLs at all: the message echoes them, so it masks what may be a password.
+        let unparsed = [
+            "https://admin:hunter2-pw@matrix example.org",
+            "admin:hunter2-pw@matrix.example.org",
+            "https://admin:hunter2/pw?x#y@matrix.example.org",
+        ];
+        for url in refused.iter().chain(&unparsed) {
+            let err = homeserver_url(&args(url, false)).unwrap_err();
+            assert_eq!(err.code(), 2, "{url}: {err}");
+            let message = err.to_string();
+            assert!(!message.contains("hunter2"), "{url}: {message}");
+            assert!(message.contains("***@"), "{url}: {message}");
+            if refused.contains(url) {
+                assert!(message.contains("user name or password"), "{message}");
+            }
+        }
+        // An `@` after the host is no credential (a message would mask up to it all the same).
+        assert!(homeserver_url(&args("https://matrix.example.org/a@b", false)).is_ok());
+        assert_eq!(
+            without_credentials("https://u:p@h.org/x"),
+            "https://***@h.org/x"
+        );
+        assert_eq!(without_credentials("https://h.org/x"), "https://h.org/x");
     }
 }
