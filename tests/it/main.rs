@@ -7,6 +7,7 @@ mod common;
 mod account_list;
 mod cli;
 mod faults;
+mod hostile;
 mod lost_answers;
 mod synapse_invite;
 mod synapse_join;
