@@ -425,11 +425,17 @@ fn location(request: &Url, header: Option<&HeaderValue>) -> String {
     shown.chars().take(200).collect()
 }
 
-/// The start of a body as text, the token taken out before it is cut.
+/// The start of a body as text, the token taken out before it is cut; line breaks become
+/// spaces and other control characters (a binary body's) U+FFFD.
 fn start_of(token: &Token, bytes: &[u8], chars: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
     let text = token.redact(text.trim());
-    let mut start: String = text.chars().take(chars).collect();
+    let printable = |c: char| match c {
+        '\n' | '\r' | '\t' => ' ',
+        c if c.is_control() => char::REPLACEMENT_CHARACTER,
+        c => c,
+    };
+    let mut start: String = text.chars().take(chars).map(printable).collect();
     if text.chars().nth(chars).is_some() {
         start.push_str("...");
     }
@@ -593,6 +599,17 @@ mod tests {
         assert_eq!(e.status(), Some(502));
         assert_eq!(e.message(), "<html>bad gateway</html>");
         assert_eq!(e.errcode(), "");
+    }
+
+    #[test]
+    fn the_start_of_a_body_is_printable() {
+        let t = token();
+        assert_eq!(start_of(&t, b"\0\0\x01a", 10), "\u{FFFD}\u{FFFD}\u{FFFD}a");
+        assert_eq!(
+            start_of(&t, b" <p>\r\nbad\tgateway</p>\n", 100),
+            "<p>  bad gateway</p>"
+        );
+        assert_eq!(start_of(&t, "\u{e9}t\u{e9}".as_bytes(), 2), "\u{e9}t...");
     }
 
     #[test]
