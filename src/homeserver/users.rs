@@ -368,6 +368,53 @@ mod tests {
         }
     }
 
+    /// A homeserver whose PUT and deactivate answer `answer`.
+    async fn answering(answer: wiremock::ResponseTemplate) -> (wiremock::MockServer, Homeserver) {
+        use wiremock::matchers::any;
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(any())
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        let hs = Homeserver::new(
+            server.uri().parse().unwrap(),
+            &super::super::Token::new("syt_unit_test_token_0123".into()),
+            std::time::Duration::from_secs(5),
+            1,
+        )
+        .unwrap();
+        (server, hs)
+    }
+
+    #[tokio::test]
+    async fn put_and_deactivate_check_their_answers() {
+        use wiremock::ResponseTemplate;
+        let user = "@alice:example.org";
+        let body = json!({"displayname": "A"});
+        let (_s, hs) = answering(ResponseTemplate::new(201).set_body_json(synapse_user())).await;
+        assert_eq!(hs.put_user(user, &body).await.unwrap(), 201);
+        let (_s, hs) = answering(ResponseTemplate::new(200).set_body_json(json!({}))).await;
+        assert!(matches!(
+            hs.put_user(user, &body).await,
+            Err(HsError::Decode { status: 200, .. })
+        ));
+        assert!(hs.deactivate(user, false).await.is_ok());
+        for not_object in [
+            ResponseTemplate::new(200),
+            ResponseTemplate::new(200).set_body_json(json!("ok")),
+            ResponseTemplate::new(200).set_body_json(json!([])),
+        ] {
+            let (_s, hs) = answering(not_object).await;
+            let e = hs.deactivate(user, false).await.unwrap_err();
+            assert!(matches!(e, HsError::Decode { status: 200, .. }), "{e:?}");
+            assert!(e.to_string().contains("JSON object"), "{e}");
+            assert!(matches!(
+                hs.put_user(user, &body).await,
+                Err(HsError::Decode { status: 200, .. })
+            ));
+        }
+    }
+
     #[test]
     fn a_put_answer_names_the_account() {
         let user = "@alice:example.org";
