@@ -46,6 +46,7 @@ pub fn check(args: &ServerArgs) -> Result<(), Exit> {
 pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result<Connection, Exit> {
     let url = homeserver_url(args)?;
     let token = token(args)?;
+    crate::secret::keep(&token);
     let hs = Homeserver::new(
         url.clone(),
         &token,

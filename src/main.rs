@@ -14,6 +14,7 @@ mod job;
 mod jobs;
 mod results;
 mod rows;
+mod secret;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(exit) => {
             if let Some(message) = exit.message() {
-                eprintln!("synbatch: {message}");
+                eprintln!("synbatch: {}", secret::redact(message));
             }
             ExitCode::from(exit.code())
         }

@@ -5,14 +5,9 @@
 //! proxy, a 2xx whose body is cut short, a 500) may hide a change that landed: those are retried,
 //! and the retry reads the server's state before it changes anything (see `job::intent`).
 
-use std::time::Duration;
-
 use super::Outcome;
 use crate::executor::{Fail, Transient};
-use crate::homeserver::HsError;
-
-/// The longest a 429's Retry-After is waited out; a server that asks for more ends the run.
-pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+use crate::homeserver::{HsError, MAX_WAIT};
 
 /// Sorts an error into abort, retry or a final failure.
 pub fn classify(error: HsError) -> Fail<Outcome> {
@@ -58,11 +53,12 @@ fn decide(error: &HsError) -> Verdict {
             retry_after: Some(wait),
             ..
         } if *wait > MAX_WAIT => Verdict::Abort(format!(
-            "the homeserver asks to wait {}s before the next request ({error}), longer than the \
-             {} minutes synbatch waits",
-            wait.as_secs(),
+            "the homeserver asks to wait more than {} minutes before the next request ({error}), \
+             longer than synbatch waits; rerun with --resume later",
             MAX_WAIT.as_secs() / 60
         )),
+        // Every later request would be sent away too: the run cannot succeed.
+        HsError::Redirect { .. } => Verdict::Abort(error.to_string()),
         HsError::Status {
             status: 429,
             retry_after,
@@ -154,6 +150,11 @@ mod tests {
             *retry_after = Some(Duration::from_secs(1_000_000_000));
         }
         assert!(matches!(classify(forever), Fail::Abort(m) if m.contains("longer than")));
+        let away = HsError::Redirect {
+            status: 307,
+            location: "http://elsewhere.example/".into(),
+        };
+        assert!(matches!(classify(away), Fail::Abort(m) if m.contains("elsewhere")));
         assert!(matches!(
             classify(HsError::Connect("refused".into())),
             Fail::Retry {

@@ -125,6 +125,29 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
     }
 }
 
+/// The line with the token taken out of every text cell, whatever put it there (a copy only
+/// when there is something to take out).
+fn redacted(line: &ResultLine) -> std::borrow::Cow<'_, ResultLine> {
+    use crate::secret::redact;
+    use std::borrow::Cow;
+    let texts = [&line.key, &line.errcode, &line.message];
+    let dirty = texts
+        .into_iter()
+        .chain(&line.fields)
+        .any(|t| matches!(redact(t), Cow::Owned(_)));
+    if !dirty {
+        return Cow::Borrowed(line);
+    }
+    let clean = |s: &str| redact(s).into_owned();
+    Cow::Owned(ResultLine {
+        key: clean(&line.key),
+        errcode: clean(&line.errcode),
+        message: clean(&line.message),
+        fields: line.fields.iter().map(|f| clean(f)).collect(),
+        ..line.clone()
+    })
+}
+
 pub fn header(fields: &[&str]) -> Vec<String> {
     FIXED_COLUMNS
         .iter()
@@ -191,6 +214,7 @@ impl ResultsWriter {
     }
 
     pub fn write(&mut self, line: &ResultLine) -> Result<(), ResultsError> {
+        let line = &*redacted(line);
         let row = line.row.to_string();
         let http = line.http_status.map(|s| s.to_string()).unwrap_or_default();
         let attempts = line.attempts.to_string();

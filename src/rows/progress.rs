@@ -81,7 +81,9 @@ impl Report {
             if bad {
                 self.tally.shown_failures += 1;
             }
-            self.bar.suspend(|| eprintln!("{}", describe(line)));
+            let text = describe(line);
+            self.bar
+                .suspend(|| eprintln!("{}", crate::secret::redact(&text)));
         }
     }
 

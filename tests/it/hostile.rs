@@ -480,6 +480,30 @@ async fn an_echoed_token_is_never_printed_nor_recorded() {
     }
 }
 
+/// The token pasted into the spreadsheet by mistake: the row is invalid, and its message, key
+/// and fields, on the terminal and in the results file, do not carry the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_in_the_input_is_never_printed_nor_recorded() {
+    let server = common::mock_admin_homeserver().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rows.csv",
+        &format!("user,room\n\"pasted {TOKEN}\",!room:mock.test\n"),
+    );
+    let run = run(
+        dir.path(),
+        &["join", "rows.csv", "--homeserver", &server.uri(), "-v"],
+    )
+    .await;
+    // finish() has checked stdout and stderr for the token.
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let recorded = results_text(dir.path(), "rows.results.csv");
+    assert!(recorded.contains(",invalid,"), "{recorded}");
+    assert!(!recorded.contains(&TOKEN[..12]), "{recorded}");
+    assert!(recorded.contains("<redacted>"), "{recorded}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_echoed_token_at_startup_is_not_printed() {
     let server = MockServer::start().await;
