@@ -7,6 +7,8 @@ mod common;
 mod account_list;
 mod cli;
 mod faults;
+#[cfg(unix)]
+mod files;
 mod synapse_invite;
 mod synapse_join;
 mod synapse_media;
