@@ -209,8 +209,13 @@ impl CreateUsers {
                 return Err(format!("external_id `{id}` is given without a provider"));
             }
         };
-        let generated =
-            (self.password_path.is_some() && password.is_none()).then(passwords::generate);
+        // The password the file holds for this account, if an earlier run wrote it (and then
+        // its PUT failed): `record` writes no second line for it.
+        let generated = (self.password_path.is_some() && password.is_none()).then(|| {
+            let file = self.passwords.as_ref();
+            let known = file.and_then(|f| f.password_for(&user_id));
+            known.unwrap_or_else(passwords::generate)
+        });
         Ok(NewUser {
             user_id,
             displayname: text(1, "displayname")?,

@@ -16,8 +16,8 @@
 //! a valid input for every row job.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -283,6 +283,14 @@ pub async fn run(args: Args) -> Result<(), Exit> {
     let format = args
         .format
         .unwrap_or_else(|| by_extension(args.output.as_deref()));
+    // Refused before anything is sent; removed again if the export does not end whole.
+    let (output, out): (Option<OutputFile>, Box<dyn Write + Send>) = match &args.output {
+        Some(path) => {
+            let (output, file) = OutputFile::create(path)?;
+            (Some(output), Box::new(BufWriter::new(file)))
+        }
+        None => (None, Box::new(BufWriter::new(std::io::stdout()))),
+    };
     let pool = usize::from(args.concurrency);
     let conn = connect::connect(&args.server, pool, true).await?;
     let query = UserQuery {
@@ -291,16 +299,6 @@ pub async fn run(args: Args) -> Result<(), Exit> {
         guests: args.guests,
         admins_only: args.admins,
         name: args.name.clone(),
-    };
-    let usage = |e: std::io::Error, path: &Path| {
-        Exit::usage(format!("cannot write {}: {e}", path.display()))
-    };
-    let partial = args.output.as_ref().map(|p| partial_path(p));
-    let out: Box<dyn Write + Send> = match &partial {
-        Some(path) => Box::new(BufWriter::new(
-            File::create(path).map_err(|e| usage(e, path))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout())),
     };
     let where_to = args
         .output
@@ -324,14 +322,20 @@ pub async fn run(args: Args) -> Result<(), Exit> {
             return Err(Exit::aborted(format!("export aborted: {reason}")));
         }
         Err(Ended::List(e)) => return Err(Exit::aborted(e)),
+        // `| head`: the reader has what it wanted.
+        Err(Ended::Output(e)) if output.is_none() && e.kind() == ErrorKind::BrokenPipe => {
+            eprintln!("export-users: the reader of stdout closed it (`| head`?); stopped there");
+            return Ok(());
+        }
         Err(Ended::Output(e)) => return Err(out_error(e)),
     }
     // An export that misses accounts keeps its .partial name: a file under the asked name is
     // always a whole export.
-    if let (Some(partial), Some(path)) = (&partial, &args.output)
-        && counts.unread == 0
-    {
-        std::fs::rename(partial, path).map_err(|e| usage(e, path))?;
+    let partial = output.as_ref().map(|o| o.partial.clone());
+    match output {
+        Some(output) if counts.unread == 0 => output.rename()?,
+        Some(output) => output.keep(),
+        None => {}
     }
     let rate = counts.written as f64 / elapsed.as_secs_f64().max(1e-3);
     let mut summary = format!(
@@ -352,11 +356,14 @@ pub async fn run(args: Args) -> Result<(), Exit> {
     if counts.unread > 0 {
         eprintln!(
             "synbatch: the SSO mappings of {} accounts could not be read (named above); they are \
-             not in the export, which is left as {}: run it again",
+             not in the export, which is left {}",
             counts.unread,
             partial
                 .as_deref()
-                .map_or("incomplete".to_string(), |p| p.display().to_string())
+                .map_or("incomplete: run it again".to_string(), |p| format!(
+                    "as {}: move it away, then run it again",
+                    p.display()
+                ))
         );
         return Err(Exit::RowsFailed);
     }
@@ -521,8 +528,119 @@ fn by_extension(path: Option<&Path>) -> ExportFormat {
     }
 }
 
-/// Written beside the output and renamed over it at the end, so that a file under the asked
-/// name is always a whole export.
+/// `-o PATH`: the export is written to `PATH.partial`, created new, and renamed over PATH once
+/// it is whole, so that a file under the asked name is always a whole export. The rename
+/// replaces whatever PATH names, so PATH must be a regular file or nothing: a device
+/// (`/dev/null`, as root), a pipe or a symbolic link would become a regular file. A
+/// `PATH.partial` that exists, whatever it is, is neither written through nor removed.
+struct OutputFile {
+    path: PathBuf,
+    partial: PathBuf,
+    /// The partial file stays: renamed, or kept for the admin. Otherwise it is removed.
+    settled: bool,
+}
+
+impl OutputFile {
+    fn create(path: &Path) -> Result<(OutputFile, File), Exit> {
+        renamable(path)?;
+        let partial = partial_path(path);
+        let mut options = OpenOptions::new();
+        // O_EXCL: nothing that is there already, a symbolic link or a pipe, is opened.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = options.open(&partial).map_err(|e| {
+            if e.kind() == ErrorKind::AlreadyExists {
+                Exit::usage(format!(
+                    "-o {}: {} exists already (an export that did not finish? or not synbatch's); \
+                     synbatch does not write through it or remove it: look at it, remove it, \
+                     and run again",
+                    path.display(),
+                    partial.display()
+                ))
+            } else {
+                Exit::usage(format!("cannot create {}: {e}", partial.display()))
+            }
+        })?;
+        Ok((
+            OutputFile {
+                path: path.to_path_buf(),
+                partial,
+                settled: false,
+            },
+            file,
+        ))
+    }
+
+    /// The whole export under its name, if that name is still a regular file or nothing.
+    fn rename(mut self) -> Result<(), Exit> {
+        if let Err(refused) = renamable(&self.path) {
+            self.settled = true;
+            return Err(Exit::usage(format!(
+                "{}; the export is left as {}",
+                refused.message().unwrap_or_default(),
+                self.partial.display()
+            )));
+        }
+        std::fs::rename(&self.partial, &self.path).map_err(|e| {
+            self.settled = true;
+            Exit::usage(format!(
+                "cannot rename {} to {}: {e}; the export is left there",
+                self.partial.display(),
+                self.path.display()
+            ))
+        })?;
+        self.settled = true;
+        Ok(())
+    }
+
+    fn keep(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for OutputFile {
+    /// An export that failed leaves nothing behind (a next run would refuse its .partial).
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// Whether the export may be renamed over `path`: only a regular file or nothing.
+fn renamable(path: &Path) -> Result<(), Exit> {
+    let name = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Exit::usage(format!("-o {name}: {e}"))),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Exit::usage(format!(
+            "-o {name} is a symbolic link: the export would replace the link, not write where \
+             it points; name the file itself"
+        )));
+    }
+    if meta.is_dir() {
+        return Err(Exit::usage(format!(
+            "-o {name} is a directory: name a file"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(Exit::usage(format!(
+            "-o {name} is {}, not a regular file: the export is renamed over the name it is \
+             given, and would replace it; to write there, redirect stdout instead (`> {name}`)",
+            crate::job::passwords::what_kind(&meta)
+        )));
+    }
+    Ok(())
+}
+
+/// Written beside the output and renamed over it at the end.
 fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");

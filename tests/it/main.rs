@@ -7,6 +7,8 @@ mod common;
 mod account_list;
 mod cli;
 mod faults;
+#[cfg(unix)]
+mod files;
 mod hostile;
 mod lost_answers;
 mod synapse_invite;
