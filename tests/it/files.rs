@@ -37,17 +37,27 @@ async fn homeserver(listed: &[&str]) -> MockServer {
         .await;
     Mock::given(method("GET"))
         .and(path_regex(r"^/_synapse/admin/v2/users/@.+$"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"name": "x", "external_ids": []})),
-        )
+        .respond_with(TheAccount(200))
         .mount(&server)
         .await;
     Mock::given(method("PUT"))
         .and(path_regex(r"^/_synapse/admin/v2/users/@.+$"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
+        .respond_with(TheAccount(201))
         .mount(&server)
         .await;
     server
+}
+
+/// The account the path names, with no SSO mappings or emails, as Synapse shows it.
+struct TheAccount(u16);
+
+impl wiremock::Respond for TheAccount {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let segment = request.url.path().rsplit('/').next().unwrap_or_default();
+        let name = segment.replace("%40", "@").replace("%3A", ":");
+        ResponseTemplate::new(self.0)
+            .set_body_json(json!({"name": name, "external_ids": [], "threepids": []}))
+    }
 }
 
 /// synbatch against `server`, in `dir`.
