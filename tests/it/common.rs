@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -368,4 +368,88 @@ pub async fn mock_admin_homeserver() -> wiremock::MockServer {
         .mount(&server)
         .await;
     server
+}
+
+/// Runs synbatch with `server`'s admin token against `url` (the server's own, or a proxy in
+/// front of it), killing it if it runs longer than `limit` (then `code` is -1 and `stderr`
+/// says so). Output is drained as it comes, so a chatty run cannot block on a full pipe.
+pub fn run_via(server: &Synapse, url: &str, dir: &Path, args: &[&str], limit: Duration) -> Run {
+    let mut child = synbatch()
+        .current_dir(dir)
+        .env("SYNBATCH_TOKEN", &server.admin_token)
+        .arg(args[0])
+        .args(["--homeserver", url])
+        .args(&args[1..])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run synbatch");
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let mut killed = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            killed = true;
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut run = finish(
+        Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        },
+        Some(&server.admin_token),
+    );
+    if killed {
+        run.stderr
+            .push_str(&format!("\n(killed by the test after {limit:?})"));
+    }
+    run
+}
+
+/// A results file read line by line, keeping what a plain `results` would choke on: `lines`
+/// are the whole records, `torn` the ones with the wrong number of fields.
+pub struct ResultsFile {
+    pub lines: Vec<HashMap<String, String>>,
+    pub torn: Vec<String>,
+}
+
+pub fn results_file(path: &Path) -> ResultsFile {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let headers = reader.headers().unwrap().clone();
+    let mut file = ResultsFile {
+        lines: vec![],
+        torn: vec![],
+    };
+    for record in reader.records() {
+        match record {
+            Ok(r) if r.len() == headers.len() => file.lines.push(
+                headers
+                    .iter()
+                    .map(String::from)
+                    .zip(r.iter().map(String::from))
+                    .collect(),
+            ),
+            Ok(r) => file.torn.push(r.iter().collect::<Vec<_>>().join(",")),
+            Err(e) => file.torn.push(e.to_string()),
+        }
+    }
+    file
 }

@@ -5,14 +5,17 @@
 mod common;
 
 mod account_list;
+mod chaos_proxy;
 mod cli;
 mod faults;
 #[cfg(unix)]
 mod files;
 mod hostile;
 mod lost_answers;
+mod synapse_chaos;
 mod synapse_invite;
 mod synapse_join;
+mod synapse_kill;
 mod synapse_media;
 mod synapse_onboarding;
 mod synapse_sso;
