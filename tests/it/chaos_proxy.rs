@@ -11,7 +11,7 @@
 //! | `refuse-503` | 503, connection kept | no |
 //! | `lost-502` | 502 (Synapse's answer is dropped), connection kept | yes, and it answered |
 //! | `reset` | the connection reset (RST: `SO_LINGER` 0) with no answer | yes, and it answered |
-//! | `late` | nothing: the request is held past the client's `--timeout`, THEN forwarded | yes, after the client gave up and retried |
+//! | `late` | nothing: the request is held past the client's `--timeout` (or, for half of them, until Synapse has answered the client's retry), THEN forwarded | yes, after the client gave up and retried |
 //! | `torn` | Synapse's real status line and headers, its real `Content-Length`, part of the body, then the connection closed | yes |
 //! | `limited-429` | 429 `M_LIMIT_EXCEEDED`, `Retry-After: 1`, `retry_after_ms: 1000`, connection kept | no |
 //!
@@ -36,7 +36,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the proxy did with one request.
@@ -182,6 +182,10 @@ struct State {
     occurrences: Mutex<HashMap<String, u64>>,
     records: Mutex<Vec<Record>>,
     problems: Mutex<Vec<String>>,
+    /// The requests Synapse has answered, as `(seq, last path segment, body)`, for the `late`
+    /// requests that wait for the client's retry.
+    answered: Mutex<Vec<(usize, String, Vec<u8>)>>,
+    answered_now: Condvar,
 }
 
 /// The proxy; it stops accepting when dropped.
@@ -224,6 +228,8 @@ impl ChaosProxy {
             occurrences: Mutex::default(),
             records: Mutex::default(),
             problems: Mutex::default(),
+            answered: Mutex::default(),
+            answered_now: Condvar::new(),
         });
         let shared = state.clone();
         std::thread::spawn(move || {
@@ -468,14 +474,14 @@ fn handle(state: &State, client: &mut TcpStream, conn: usize, request: Request) 
             };
             write_answer(client, &answer).is_ok()
         }
-        Fault::Pass => match forward(state, &request) {
+        Fault::Pass => match forward(state, &request, seq) {
             Ok(answer) => {
                 record.upstream = Some(answer.status);
                 write_answer(client, &answer).is_ok()
             }
             Err(why) => upstream_failed(state, client, &mut record, why),
         },
-        Fault::Lost502 => match forward(state, &request) {
+        Fault::Lost502 => match forward(state, &request, seq) {
             Ok(answer) => {
                 record.upstream = Some(answer.status);
                 write_answer(
@@ -487,7 +493,7 @@ fn handle(state: &State, client: &mut TcpStream, conn: usize, request: Request) 
             Err(why) => upstream_failed(state, client, &mut record, why),
         },
         Fault::Reset => {
-            match forward(state, &request) {
+            match forward(state, &request, seq) {
                 Ok(answer) => record.upstream = Some(answer.status),
                 Err(why) => record_problem(state, &record, &why),
             }
@@ -495,12 +501,19 @@ fn handle(state: &State, client: &mut TcpStream, conn: usize, request: Request) 
             false
         }
         Fault::Late => {
-            let hold = rng.u64(
-                config.late_hold.start.as_millis() as u64..config.late_hold.end.as_millis() as u64,
-            );
-            record.note = format!("held {hold} ms");
-            std::thread::sleep(Duration::from_millis(hold));
-            match forward(state, &request) {
+            // Half of them for a time past the client's timeout; half until the client's
+            // retry has been answered (the least convenient moment to land).
+            if rng.bool() {
+                let hold = rng.u64(
+                    config.late_hold.start.as_millis() as u64
+                        ..config.late_hold.end.as_millis() as u64,
+                );
+                record.note = format!("held {hold} ms");
+                std::thread::sleep(Duration::from_millis(hold));
+            } else {
+                record.note = hold_until_retried(state, &request, seq, config.late_hold.end);
+            }
+            match forward(state, &request, seq) {
                 Ok(answer) => {
                     record.upstream = Some(answer.status);
                     // The client has given up by now; if it has not, it gets the answer.
@@ -512,7 +525,7 @@ fn handle(state: &State, client: &mut TcpStream, conn: usize, request: Request) 
             false
         }
         Fault::Torn => {
-            match forward(state, &request) {
+            match forward(state, &request, seq) {
                 Ok(answer) => {
                     record.upstream = Some(answer.status);
                     if answer.body.is_empty() {
@@ -701,7 +714,7 @@ fn read_request(client: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<Option<R
 }
 
 /// Sends the request to Synapse on a fresh connection and reads the whole answer.
-fn forward(state: &State, request: &Request) -> Result<Answer, String> {
+fn forward(state: &State, request: &Request, seq: usize) -> Result<Answer, String> {
     let mut upstream = TcpStream::connect_timeout(&state.upstream, Duration::from_secs(5))
         .map_err(|e| format!("connect: {e}"))?;
     upstream
@@ -725,7 +738,46 @@ fn forward(state: &State, request: &Request) -> Result<Answer, String> {
         .write_all(out.as_bytes())
         .and_then(|()| upstream.write_all(&request.body))
         .map_err(|e| format!("write: {e}"))?;
-    read_answer(&mut upstream, &request.method)
+    let answer = read_answer(&mut upstream, &request.method)?;
+    state
+        .answered
+        .lock()
+        .unwrap()
+        .push((seq, last_segment(&request.target), request.body.clone()));
+    state.answered_now.notify_all();
+    Ok(answer)
+}
+
+/// The last segment of a request's path, decoded, without the query: the user or room a
+/// request is about.
+fn last_segment(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or_default();
+    percent_decode(path.rsplit('/').next().unwrap_or_default())
+}
+
+/// Holds a `late` request until Synapse has answered a later request about the same thing (the
+/// same last path segment, and the same body or none): the client's retry has then read or
+/// written the state, and the held request lands just after it. At most `max`.
+fn hold_until_retried(state: &State, request: &Request, seq: usize, max: Duration) -> String {
+    let started = Instant::now();
+    let segment = last_segment(&request.target);
+    let mut answered = state.answered.lock().unwrap();
+    loop {
+        let retry = answered.iter().find(|(other, other_segment, body)| {
+            *other > seq && *other_segment == segment && (body.is_empty() || *body == request.body)
+        });
+        if let Some((other, _, _)) = retry {
+            return format!(
+                "held until #{other} was answered, {} ms",
+                started.elapsed().as_millis()
+            );
+        }
+        let left = max.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return format!("held {} ms: no retry came", started.elapsed().as_millis());
+        }
+        answered = state.answered_now.wait_timeout(answered, left).unwrap().0;
+    }
 }
 
 fn read_answer(upstream: &mut TcpStream, method: &str) -> Result<Answer, String> {
@@ -935,21 +987,64 @@ mod self_test {
                 .unwrap();
             let whoami = format!("{}{WHOAMI}", proxy.url);
             let version = format!("{}/_synapse/admin/v1/server_version", proxy.url);
+            // Pauses let the connection go back to the pool (or be dropped) before the next.
+            let pause = Duration::from_millis(100);
             assert_eq!(ask(&client, &whoami, &hs.admin_token).await, "200");
+            tokio::time::sleep(pause).await;
             let faulted = ask(&client, &version, &hs.admin_token).await;
             assert_ne!(faulted, "200", "{}", fault.name());
+            tokio::time::sleep(pause).await;
             assert_eq!(ask(&client, &whoami, &hs.admin_token).await, "200");
             assert!(proxy.settle(Duration::from_secs(5)));
             let records = proxy.records();
-            let seen: Vec<(usize, Fault)> = records.iter().map(|r| (r.conn, r.fault)).collect();
-            let third_conn = if fault == Fault::Lost502 { 0 } else { 1 };
+            let faults: Vec<Fault> = records.iter().map(|r| r.fault).collect();
             assert_eq!(
-                seen,
-                vec![(0, Fault::Pass), (0, fault), (third_conn, Fault::Pass)],
+                faults,
+                vec![Fault::Pass, fault, Fault::Pass],
                 "{}: {records:?}",
                 fault.name()
             );
+            let conns: Vec<usize> = records.iter().map(|r| r.conn).collect();
+            assert_eq!(
+                conns[1],
+                conns[0],
+                "{}: not pooled: {records:?}",
+                fault.name()
+            );
+            assert_eq!(
+                conns[2] == conns[1],
+                fault == Fault::Lost502,
+                "{}: only a 502 keeps the connection: {records:?}",
+                fault.name()
+            );
         }
+    }
+
+    /// A chunked request (which synbatch never sends) is refused and noted as a proxy
+    /// problem, so a chaos test that met one fails instead of judging a run it broke.
+    #[test]
+    fn a_chunked_request_is_refused_and_noted() {
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = ChaosProxy::start(
+            &format!("http://{}", upstream.local_addr().unwrap()),
+            Config::new(1, 0.0, Duration::from_secs(1)),
+        );
+        let mut stream = TcpStream::connect(proxy.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let problems = proxy.problems();
+        assert!(
+            problems.len() == 1 && problems[0].contains("Transfer-Encoding: chunked"),
+            "{problems:?}"
+        );
+        assert!(proxy.records().is_empty(), "nothing was forwarded");
     }
 
     /// The same seed picks the same faults for the same requests, whatever else came between.

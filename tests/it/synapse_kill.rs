@@ -406,3 +406,19 @@ async fn create_users_300_rows_killed_and_resumed() {
         verdict("create-users of 300 rows", seed, &log, &problems);
     }
 }
+
+/// The checks read a results file that a kill may have cut: a short line is kept apart (and
+/// reported), never taken for a row's status nor a reason to panic.
+#[test]
+fn a_torn_results_line_is_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "results.csv",
+        "row,key,status,user\n1,join @a:x !r,ok,@a:x\n2,join @b:x !r,o",
+    );
+    let file = results_file(&path);
+    assert_eq!(file.lines.len(), 1);
+    assert_eq!(file.lines[0]["status"], "ok");
+    assert_eq!(file.torn, vec!["2,join @b:x !r,o".to_string()]);
+}
