@@ -140,7 +140,8 @@ fn kill_sweep(
 }
 
 /// Checks the latest line of each planned row (`id` -> done before the sweep?) and that no row
-/// finished twice; `id_of` finds a line's row.
+/// ran again once it was done (a `failed` row runs again on `--resume`, a done one never);
+/// `id_of` finds a line's row.
 fn check_statuses(
     results: &Path,
     planned: &BTreeMap<String, bool>,
@@ -171,7 +172,7 @@ fn check_statuses(
         match latest.get(id) {
             None => problems.push(format!("{id}: no line in the results")),
             Some(line) if line["status"] != want => problems.push(format!(
-                "{id}: latest status {} (http {}, attempts {}): {}; want {want}{}",
+                "{id}: latest status {} (http {}, attempts {}): {}; want {want}{}{}",
                 line["status"],
                 line["http_status"],
                 line["attempts"],
@@ -180,15 +181,23 @@ fn check_statuses(
                     " (the test did it before the sweep)"
                 } else {
                     " (this sequence of runs made the change)"
+                },
+                match finals.get(id) {
+                    Some(lines) if lines.len() > 1 => format!("; its final lines: {lines:?}"),
+                    _ => String::new(),
                 }
             )),
             Some(_) => {}
         }
         if let Some(lines) = finals.get(id)
-            && lines.len() > 1
+            && let Some(done) = lines
+                .iter()
+                .position(|l| l.starts_with("ok ") || l.starts_with("unchanged "))
+            && done + 1 < lines.len()
         {
             problems.push(format!(
-                "{id}: finished {} times (a done row was run again): {lines:?}",
+                "{id}: ran again after it was done (line {} of {}): {lines:?}",
+                done + 1,
                 lines.len()
             ));
         }
@@ -421,4 +430,38 @@ fn a_torn_results_line_is_kept_apart() {
     assert_eq!(file.lines.len(), 1);
     assert_eq!(file.lines[0]["status"], "ok");
     assert_eq!(file.torn, vec!["2,join @b:x !r,o".to_string()]);
+}
+
+/// What the sweep's status check finds in a made-up results file: a row redone after it was
+/// done, a wrong latest status, a missing row, a stranger; and what it lets pass: a failed row
+/// that a later `--resume` finished.
+#[test]
+fn the_status_check_finds_what_it_should() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "results.csv",
+        "row,key,status,http_status,attempts,message,user\n\
+         1,k a,failed,200,1,made by someone else,a\n\
+         1,k a,ok,201,1,,a\n\
+         2,k b,ok,201,1,,b\n\
+         2,k b,unchanged,,1,account exists,b\n\
+         3,k c,pending,,0,,c\n\
+         4,k d,unchanged,,1,account exists,d\n\
+         9,k z,ok,201,1,,z\n",
+    );
+    let planned: BTreeMap<String, bool> = [("a", false), ("b", false), ("c", false), ("d", true)]
+        .into_iter()
+        .chain([("e", false)])
+        .map(|(id, pre)| (id.to_string(), pre))
+        .collect();
+    let mut problems = vec![];
+    check_statuses(&path, &planned, |l| l["user"].clone(), &mut problems);
+    let found = |what: &str| problems.iter().filter(|p| p.contains(what)).count();
+    assert_eq!(found("a line for no row"), 1, "{problems:?}");
+    assert_eq!(found("b: latest status unchanged"), 1, "{problems:?}");
+    assert_eq!(found("b: ran again after it was done"), 1, "{problems:?}");
+    assert_eq!(found("c: latest status pending"), 1, "{problems:?}");
+    assert_eq!(found("e: no line"), 1, "{problems:?}");
+    assert_eq!(problems.len(), 5, "a and d are right: {problems:?}");
 }
