@@ -335,6 +335,19 @@ impl Latest {
         self.status.is_empty()
     }
 
+    /// A history of the given keys and statuses, for tests of what runs.
+    #[cfg(test)]
+    pub fn of<'a>(entries: impl IntoIterator<Item = (&'a str, Status)>) -> Latest {
+        let status = entries
+            .into_iter()
+            .map(|(key, status)| (KeyId::of(key), status))
+            .collect();
+        Latest {
+            status,
+            ..Latest::default()
+        }
+    }
+
     /// Reads a results file; a missing file is an empty history.
     pub fn load(path: &Path) -> Result<Latest, ResultsError> {
         if !path.exists() {

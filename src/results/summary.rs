@@ -158,6 +158,23 @@ pub fn print(
         let n = s.by_status.get(status.as_str()).copied().unwrap_or(0);
         writeln!(out, "  {:<10} {n:>8}", status.as_str())?;
     }
+    // Not a final status: a run was stopped after sending these rows' changes, before their
+    // answers were recorded. Shown only when there are some.
+    let pending = Status::Pending.as_str();
+    if let Some(n) = s.by_status.get(pending).filter(|n| **n > 0) {
+        writeln!(out, "  {pending:<10} {n:>8}")?;
+        let (rows, were) = if *n == 1 {
+            ("row", "was")
+        } else {
+            ("rows", "were")
+        };
+        writeln!(
+            out,
+            "pending: {n} {rows} {were} being sent when a run was stopped, and whether they took \
+             effect is not recorded; rerun the same command with --resume to settle them (it \
+             reads their state from the server)"
+        )?;
+    }
     if !s.by_errcode.is_empty() {
         writeln!(out, "failed and invalid rows by errcode:")?;
         for (errcode, (n, sample)) in &s.by_errcode {
@@ -232,6 +249,43 @@ mod tests {
         print(&path, &s, Some(&out), &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains("synbatch join"), "{text}");
+    }
+
+    #[test]
+    fn pending_rows_are_counted_apart_with_how_to_settle_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        w.write(&line(1, "@a:x", Status::Pending, "")).unwrap();
+        w.write(&line(1, "@a:x", Status::Ok, "")).unwrap(); // it ended
+        w.write(&line(2, "@b:x", Status::Pending, "")).unwrap(); // killed after sending
+        w.write(&line(3, "@c:x", Status::Failed, "M_FORBIDDEN"))
+            .unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let out = dir.path().join("retry.csv");
+        let s = summarise(&path, Some(&out)).unwrap();
+        assert_eq!(s.by_status.get("pending"), Some(&1));
+        assert_eq!(s.by_status.get("ok"), Some(&1));
+        assert_eq!(s.failed_written, 1, "only failed rows go to --failed");
+        let mut text = Vec::new();
+        print(&path, &s, None, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("3 rows"), "{text}");
+        assert!(text.contains("  pending           1"), "{text}");
+        assert!(text.contains("pending: 1 row was being sent"), "{text}");
+        assert!(text.contains("--resume to settle them"), "{text}");
+
+        // No pending row, no pending line.
+        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        w.write(&line(2, "@b:x", Status::Unchanged, "")).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let s = summarise(&path, None).unwrap();
+        let mut text = Vec::new();
+        print(&path, &s, None, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text.contains("pending"), "{text}");
     }
 
     #[test]

@@ -25,9 +25,10 @@ pub enum Kind {
 pub enum Mode {
     /// Every row.
     All,
-    /// Rows whose key is not yet `ok` or `unchanged`.
+    /// Rows whose key is not yet `ok` or `unchanged` (a `pending` one runs again).
     Resume,
-    /// Only rows whose latest status is `failed`.
+    /// Only rows whose latest status is `failed`, or `pending` (in doubt: a run was stopped
+    /// after sending them).
     RetryFailed,
 }
 
@@ -38,7 +39,7 @@ impl Mode {
         match self {
             Mode::All => false,
             Mode::Resume => valid && latest.get(key).is_some_and(Status::is_done),
-            Mode::RetryFailed => latest.get(key) != Some(Status::Failed),
+            Mode::RetryFailed => !matches!(latest.get(key), Some(Status::Failed | Status::Pending)),
         }
     }
 }
@@ -225,5 +226,35 @@ mod tests {
         assert!(!Mode::Resume.skips(&latest, "k", true));
         assert!(Mode::RetryFailed.skips(&latest, "k", true));
         assert!(Mode::RetryFailed.skips(&latest, "k", false));
+    }
+
+    #[test]
+    fn a_pending_row_is_not_done_and_is_in_doubt() {
+        let latest = Latest::of([
+            ("join ok", Status::Ok),
+            ("join same", Status::Unchanged),
+            ("join failed", Status::Failed),
+            ("join invalid", Status::Invalid),
+            ("join pending", Status::Pending),
+        ]);
+        let runs = |mode: Mode| -> Vec<&str> {
+            [
+                "join ok",
+                "join same",
+                "join failed",
+                "join invalid",
+                "join pending",
+                "join new",
+            ]
+            .into_iter()
+            .filter(|key| !mode.skips(&latest, key, true))
+            .collect()
+        };
+        assert_eq!(
+            runs(Mode::Resume),
+            ["join failed", "join invalid", "join pending", "join new"]
+        );
+        assert_eq!(runs(Mode::RetryFailed), ["join failed", "join pending"]);
+        assert_eq!(runs(Mode::All).len(), 6);
     }
 }
