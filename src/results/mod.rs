@@ -3,21 +3,25 @@
 //!
 //! Columns: `row,key,status,http_status,errcode,message,attempts,finished_at,duration_ms`, then
 //! the job's normalised fields. A later line for a key supersedes an earlier one; a last line
-//! without its newline was cut short by a crash and is ignored.
+//! without its newline was cut short by a crash and is ignored. Every line is one physical
+//! line, read on its own: a damaged line costs only itself ([`lines`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant, SystemTime};
 
 mod key;
+pub mod lines;
 mod record;
 pub mod summary;
 
 pub use key::Key;
+pub use lines::{Lines, Unreadable};
 pub use record::Record;
 
 pub const FIXED_COLUMNS: [&str; 9] = [
@@ -116,6 +120,8 @@ pub enum ResultsError {
         found: String,
         expected: String,
     },
+    #[error("{path} is not a synbatch results file: it has no `key` and `status` columns")]
+    NotResults { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
@@ -165,8 +171,8 @@ pub struct ResultsWriter {
 
 impl ResultsWriter {
     /// Opens `path` for appending, writing the header if the file is new. An existing file must
-    /// have been written by the same job. A last line cut short by a crash is cut off, so that
-    /// the file holds only whole lines (that row runs again).
+    /// have been written by the same job. A last line cut short by a crash is cut off, so that the file holds only whole
+    /// lines (that row runs again).
     pub fn open(path: &Path, fields: &[&str]) -> Result<Self, ResultsError> {
         let expected = header(fields);
         let mut file = OpenOptions::new()
@@ -184,7 +190,11 @@ impl ResultsWriter {
         })?;
         let len = file.metadata().map_err(io_err(path))?.len();
         if len > 0 {
-            let found = read_header(&mut file).map_err(io_err(path))?;
+            file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+            let lines = Lines::new(BufReader::new(&mut file)).map_err(io_err(path))?;
+            let found = lines.header().iter().map(String::from_utf8_lossy);
+            let found = found.collect::<Vec<_>>().join(",");
+            drop(lines);
             if found != expected.join(",") {
                 return Err(ResultsError::OtherJob {
                     path: path.to_path_buf(),
@@ -215,34 +225,9 @@ impl ResultsWriter {
 
     pub fn write(&mut self, line: &ResultLine) -> Result<(), ResultsError> {
         let line = &*redacted(line);
-        let row = line.row.to_string();
-        let http = line.http_status.map(|s| s.to_string()).unwrap_or_default();
-        let attempts = line.attempts.to_string();
-        let finished = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let millis = line.duration.as_millis().to_string();
-        // One record, one physical line: that is what lets a torn tail be found and cut off.
-        // Any cell may hold a line break (a quoted display name, a bad cell in a key).
-        let message = one_line(&line.message);
-        let key = one_line(&line.key);
-        let fixed = [
-            row.as_str(),
-            &key,
-            line.status.as_str(),
-            &http,
-            &line.errcode,
-            &message,
-            &attempts,
-            &finished,
-            &millis,
-        ];
-        let record = fixed
-            .into_iter()
-            .map(std::borrow::Cow::Borrowed)
-            .chain(line.fields.iter().map(|f| one_line(f)));
-        let record: Vec<_> = record.collect();
-        let record = record.iter().map(|c| c.as_ref());
+        let cells = cells(line);
         self.csv
-            .write_record(record)
+            .write_record(cells.iter().map(|c| c.as_ref()))
             .map_err(|source| ResultsError::Csv {
                 path: self.path.clone(),
                 source,
@@ -270,23 +255,34 @@ impl ResultsWriter {
     }
 }
 
-fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+/// The cells of a results line. One record, one physical line: that is what lets a torn tail
+/// be found and cut off, and a damaged line be read past. Any cell may hold a line break (a
+/// quoted display name, a bad cell in a key, a server's errcode).
+fn cells(line: &ResultLine) -> Vec<Cow<'_, str>> {
+    let owned = |s: String| Cow::Owned(s);
+    let finished = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    [
+        owned(line.row.to_string()),
+        one_line(&line.key),
+        Cow::Borrowed(line.status.as_str()),
+        owned(line.http_status.map(|s| s.to_string()).unwrap_or_default()),
+        one_line(&line.errcode),
+        one_line(&line.message),
+        owned(line.attempts.to_string()),
+        owned(finished),
+        owned(line.duration.as_millis().to_string()),
+    ]
+    .into_iter()
+    .chain(line.fields.iter().map(|f| one_line(f)))
+    .collect()
+}
+
+fn one_line(text: &str) -> Cow<'_, str> {
     if text.contains(['\n', '\r']) {
         text.replace(['\n', '\r'], " ").into()
     } else {
         text.into()
     }
-}
-
-fn read_header(file: &mut File) -> std::io::Result<String> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(std::io::BufReader::new(&mut *file));
-    let mut record = csv::StringRecord::new();
-    reader.read_record(&mut record)?;
-    Ok(record.iter().collect::<Vec<_>>().join(","))
 }
 
 /// A 128-bit digest of a row key: a million keys fit in a few tens of MB, and two different
@@ -313,6 +309,7 @@ pub struct Latest {
     status: HashMap<KeyId, Status>,
     /// The message (the before-state) of keys whose latest line is `pending`.
     pending: HashMap<KeyId, String>,
+    unreadable: Unreadable,
 }
 
 impl Latest {
@@ -348,87 +345,62 @@ impl Latest {
         }
     }
 
-    /// Reads a results file; a missing file is an empty history.
+    /// The lines of the file that could not be read, and were skipped.
+    #[cfg(test)]
+    pub fn unreadable(&self) -> &Unreadable {
+        &self.unreadable
+    }
+
+    /// Reads the results file of an earlier run for `--resume` or `--retry-failed`; a missing
+    /// or empty file is an empty history. A file that is not a results file is refused. Unreadable lines are skipped, and a warning on stderr
+    /// says how many and where: what they recorded is unknown to this run.
     pub fn load(path: &Path) -> Result<Latest, ResultsError> {
+        let latest = Self::read_file(path)?;
+        if !latest.unreadable.is_empty() {
+            eprintln!(
+                "warning: {}: {}; the rows they recorded are taken as never run",
+                path.display(),
+                latest.unreadable
+            );
+        }
+        Ok(latest)
+    }
+
+    /// [`Latest::load`] without the warning.
+    pub fn read_file(path: &Path) -> Result<Latest, ResultsError> {
         if !path.exists() {
             return Ok(Latest::default());
         }
-        let (file, torn_tail) = open_lines(path)?;
-        Self::read(file, torn_tail).map_err(|source| ResultsError::Csv {
-            path: path.to_path_buf(),
-            source,
+        let file = File::open(path).map_err(io_err(path))?;
+        let reader = BufReader::with_capacity(256 * 1024, file);
+        let mut lines = Lines::new(reader).map_err(io_err(path))?;
+        if !lines.is_results() {
+            if lines.header().is_empty() {
+                return Ok(Latest::default());
+            }
+            return Err(ResultsError::NotResults {
+                path: path.to_path_buf(),
+            });
+        }
+        let message_at = lines.header().iter().position(|h| h == b"message");
+        let (mut status, mut pending) = (HashMap::new(), HashMap::new());
+        let mut record = csv::ByteRecord::new();
+        while let Some(entry) = lines.next(&mut record).map_err(io_err(path))? {
+            let id = KeyId::of(lines.key(&record));
+            status.insert(id, entry.status);
+            if entry.status == Status::Pending {
+                let message = message_at.and_then(|at| record.get(at)).unwrap_or_default();
+                pending.insert(id, String::from_utf8_lossy(message).into_owned());
+            } else {
+                pending.remove(&id);
+            }
+        }
+        Ok(Latest {
+            status,
+            pending,
+            unreadable: lines.into_unreadable(),
         })
     }
-
-    fn read(file: File, torn_tail: bool) -> Result<Latest, csv::Error> {
-        let mut latest = Latest::default();
-        let mut columns = None;
-        each_line(file, torn_tail, |headers, _, record| {
-            let (key_at, status_at, message_at) = *columns.get_or_insert_with(|| {
-                let at = |name: &str| headers.iter().position(|h| h == name.as_bytes());
-                (at("key"), at("status"), at("message"))
-            });
-            let (Some(key_at), Some(status_at)) = (key_at, status_at) else {
-                return;
-            };
-            let status = std::str::from_utf8(&record[status_at])
-                .ok()
-                .and_then(Status::parse);
-            if let (Some(status), Ok(key)) = (status, std::str::from_utf8(&record[key_at])) {
-                let id = KeyId::of(key);
-                latest.status.insert(id, status);
-                if status == Status::Pending {
-                    let message = message_at.and_then(|at| record.get(at)).unwrap_or_default();
-                    latest
-                        .pending
-                        .insert(id, String::from_utf8_lossy(message).into_owned());
-                } else {
-                    latest.pending.remove(&id);
-                }
-            }
-        })?;
-        Ok(latest)
-    }
-}
-
-/// Calls `each(headers, line_number, record)` for every whole line of a results file: lines
-/// with the header's width, and not a torn last line (one the writer did not finish).
-pub fn each_line(
-    file: File,
-    torn_tail: bool,
-    mut each: impl FnMut(&csv::ByteRecord, u64, &csv::ByteRecord),
-) -> Result<csv::ByteRecord, csv::Error> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(std::io::BufReader::with_capacity(256 * 1024, file));
-    let headers = reader.byte_headers()?.clone();
-    let mut record = csv::ByteRecord::new();
-    let mut pending = csv::ByteRecord::new();
-    let mut have_pending = false;
-    let mut number = 0u64;
-    // Each line is handed on once the next one has been read, so that a torn last line is
-    // never handed on.
-    while reader.read_byte_record(&mut record)? {
-        if have_pending {
-            each(&headers, number, &pending);
-        }
-        number += 1;
-        // A torn line that a later run cut short has too few fields.
-        have_pending = record.len() == headers.len();
-        std::mem::swap(&mut pending, &mut record);
-    }
-    if have_pending && !torn_tail {
-        each(&headers, number, &pending);
-    }
-    Ok(headers)
-}
-
-/// Opens a results file for [`each_line`]: the file, and whether its last line is torn.
-pub fn open_lines(path: &Path) -> Result<(File, bool), ResultsError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
-    let torn_tail = ends_without_newline(&mut file).map_err(io_err(path))?;
-    file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
-    Ok((file, torn_tail))
 }
 
 /// Truncates the file after its last newline.
@@ -457,6 +429,9 @@ fn ends_without_newline(file: &mut File) -> std::io::Result<bool> {
     file.read_exact(&mut last)?;
     Ok(last[0] != b'\n')
 }
+
+#[cfg(test)]
+mod prop_tests;
 
 #[cfg(test)]
 mod tests {
@@ -559,13 +534,63 @@ mod tests {
         assert!(err.to_string().contains("another job"), "{err}");
     }
 
+    /// The issue: one stray quote hid every later line from --resume and --retry-failed.
     #[test]
-    fn missing_file_is_empty_history() {
+    fn a_stray_quote_hides_no_later_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        for i in 0..1000 {
+            let status = if i % 20 == 0 {
+                Status::Failed
+            } else {
+                Status::Ok
+            };
+            w.write(&line(i, &format!("join u{i}"), status)).unwrap();
+        }
+        w.sync().unwrap();
+        drop(w);
+        // An editor's slip: a quote opens the key of line 7 (row 5) and never closes.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let broken = lines[6].replacen(",join u5,", ",\"join u5,", 1);
+        lines[6] = &broken;
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+
+        let latest = Latest::load(&path).unwrap();
+        assert_eq!(latest.len(), 999);
+        assert_eq!(latest.get("join u5"), None, "the broken line itself");
+        assert_eq!(latest.get("join u6"), Some(Status::Ok));
+        assert_eq!(latest.get("join u980"), Some(Status::Failed));
+        assert_eq!(latest.get("join u999"), Some(Status::Ok));
+        assert_eq!(latest.unreadable().count, 1);
+        assert_eq!(latest.unreadable().first, vec![7]);
+        // Appending after it is fine, and the new lines are read.
+        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        w.write(&line(5, "join u5", Status::Ok)).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let latest = Latest::load(&path).unwrap();
+        assert_eq!(
+            (latest.len(), latest.get("join u5")),
+            (1000, Some(Status::Ok))
+        );
+    }
+
+    #[test]
+    fn missing_or_empty_file_is_empty_history_other_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
             Latest::load(&dir.path().join("none.csv"))
                 .unwrap()
                 .is_empty()
         );
+        let empty = dir.path().join("empty.csv");
+        std::fs::write(&empty, "").unwrap();
+        assert!(Latest::load(&empty).unwrap().is_empty());
+        let input = dir.path().join("input.csv");
+        std::fs::write(&input, "user,room\n@a:x,#r\n").unwrap();
+        let err = Latest::load(&input).err().unwrap();
+        assert!(matches!(err, ResultsError::NotResults { .. }), "{err}");
     }
 }

@@ -5,21 +5,24 @@
 //! first finds each key's latest line, the second counts those lines and copies the failed ones.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::io::{BufReader, Write};
 use std::path::Path;
 
-use super::{FIXED_COLUMNS, KeyId, ResultsError, Status, each_line, open_lines};
+use super::{FIXED_COLUMNS, KeyId, Lines, ResultsError, Status, Unreadable, io_err};
 
 /// Errcodes of failed and invalid rows: how many, and one message as an example.
 type ByErrcode = BTreeMap<String, (u64, String)>;
 
 pub struct Summary {
+    /// Readable lines.
     pub lines: u64,
     pub by_status: BTreeMap<&'static str, u64>,
     pub by_errcode: ByErrcode,
     /// The job that wrote the file (the first word of its keys).
     pub job: Option<String>,
     pub failed_written: u64,
+    /// Lines that could not be read, and were skipped.
+    pub unreadable: Unreadable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +33,6 @@ pub enum ReportError {
     Csv { path: String, source: csv::Error },
     #[error("--failed {path}: that is the results file being read; name a new file")]
     SameFile { path: String },
-    #[error("{path} is not a synbatch results file: it has no `key` and `status` columns")]
-    NotResults { path: String },
 }
 
 /// Reads `path`; with `failed`, writes the failed rows' fields to that file.
@@ -47,29 +48,23 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
         let path = p.display().to_string();
         move |source| ReportError::Csv { path, source }
     };
-    let (file, torn) = open_lines(path)?;
-    let mut columns = None;
+    let mut lines = open(path)?;
     let mut latest: HashMap<KeyId, u64> = HashMap::new();
-    let mut lines = 0;
-    let headers = each_line(file, torn, |headers, number, record| {
-        let (key_at, _) = *columns.get_or_insert_with(|| key_and_status(headers));
-        if let Some(key) = key_at.and_then(|at| std::str::from_utf8(&record[at]).ok()) {
-            latest.insert(KeyId::of(key), number);
-            lines += 1;
-        }
-    })
-    .map_err(csv_err(path))?;
-    let (Some(key_at), Some(status_at)) = key_and_status(&headers) else {
-        return Err(ReportError::NotResults {
-            path: path.display().to_string(),
-        });
-    };
+    let mut count = 0;
+    let mut record = csv::ByteRecord::new();
+    while let Some(entry) = lines.next(&mut record).map_err(io_err(path))? {
+        latest.insert(KeyId::of(lines.key(&record)), entry.number);
+        count += 1;
+    }
+    let headers = lines.header().clone();
+    let unreadable = lines.into_unreadable();
     let at = |name: &str| headers.iter().position(|h| h == name.as_bytes());
     let (errcode_at, message_at) = (at("errcode"), at("message"));
 
     let mut out = match failed {
         Some(out) => {
-            let mut writer = csv::Writer::from_path(out).map_err(csv_err(out))?;
+            let file = std::fs::File::create(out).map_err(|e| csv_err(out)(e.into()))?;
+            let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
             // The job's own fields, after the fixed columns: a valid input for the same job.
             writer
                 .write_record(headers.iter().skip(FIXED_COLUMNS.len()))
@@ -79,29 +74,27 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
         None => None,
     };
     let mut summary = Summary {
-        lines,
+        lines: count,
         by_status: BTreeMap::new(),
         by_errcode: BTreeMap::new(),
         job: None,
         failed_written: 0,
+        unreadable,
     };
-    let (file, torn) = open_lines(path)?;
-    let mut write_error = None;
-    each_line(file, torn, |_, number, record| {
+    let mut lines = open(path)?;
+    while let Some(entry) = lines.next(&mut record).map_err(io_err(path))? {
+        let key = lines.key(&record);
+        if latest.get(&KeyId::of(key)) != Some(&entry.number) {
+            continue; // superseded by a later line (or written after the first pass)
+        }
         let text = |at: Option<usize>| {
             at.and_then(|i| record.get(i))
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default()
         };
-        let key = text(Some(key_at));
-        if latest.get(&KeyId::of(&key)) != Some(&number) {
-            return; // superseded by a later line
-        }
-        let Some(status) = Status::parse(&text(Some(status_at))) else {
-            return;
-        };
+        let status = entry.status;
         if summary.job.is_none() {
-            summary.job = Some(super::Key::job_of(&key).to_string());
+            summary.job = Some(super::Key::job_of(key).to_string());
         }
         *summary.by_status.entry(status.as_str()).or_default() += 1;
         if matches!(status, Status::Failed | Status::Invalid) {
@@ -115,29 +108,30 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
             entry.0 += 1;
         }
         if status == Status::Failed
-            && let Some((writer, _)) = out.as_mut()
+            && let Some((writer, out)) = out.as_mut()
         {
-            match writer.write_record(record.iter().skip(FIXED_COLUMNS.len())) {
-                Ok(()) => summary.failed_written += 1,
-                Err(e) => {
-                    write_error.get_or_insert(e);
-                }
-            }
+            writer
+                .write_record(record.iter().skip(FIXED_COLUMNS.len()))
+                .map_err(csv_err(out))?;
+            summary.failed_written += 1;
         }
-    })
-    .map_err(csv_err(path))?;
+    }
     if let Some((mut writer, out)) = out {
-        if let Some(e) = write_error {
-            return Err(csv_err(out)(e));
-        }
         writer.flush().map_err(|e| csv_err(out)(e.into()))?;
     }
     Ok(summary)
 }
 
-fn key_and_status(headers: &csv::ByteRecord) -> (Option<usize>, Option<usize>) {
-    let at = |name: &str| headers.iter().position(|h| h == name.as_bytes());
-    (at("key"), at("status"))
+/// The lines of a results file, refused if it is not one.
+fn open(path: &Path) -> Result<Lines<BufReader<std::fs::File>>, ResultsError> {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let lines = Lines::new(BufReader::with_capacity(256 * 1024, file)).map_err(io_err(path))?;
+    if !lines.is_results() {
+        return Err(ResultsError::NotResults {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(lines)
 }
 
 /// Prints the summary; `failed` names the file the failed rows went to.
@@ -154,6 +148,9 @@ pub fn print(
         path.display(),
         s.lines
     )?;
+    if !s.unreadable.is_empty() {
+        writeln!(out, "{}", s.unreadable)?;
+    }
     for status in Status::ALL {
         let n = s.by_status.get(status.as_str()).copied().unwrap_or(0);
         writeln!(out, "  {:<10} {n:>8}", status.as_str())?;
@@ -288,6 +285,45 @@ mod tests {
         assert!(!text.contains("pending"), "{text}");
     }
 
+    /// The issue: a stray quote made report count 5 rows of 1,000.
+    #[test]
+    fn unreadable_lines_are_skipped_and_reported_with_their_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        for i in 0..1000 {
+            let status = if i % 100 == 0 {
+                Status::Failed
+            } else {
+                Status::Ok
+            };
+            w.write(&line(i, &format!("@u{i}:x"), status, "M_X"))
+                .unwrap();
+        }
+        w.sync().unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[5] = lines[5].replacen(",join ", ",\"join ", 1); // a stray quote: line 6
+        lines[9] = "garbage".into(); // line 10
+        lines[100] = lines[100].replacen(",ok,", ",done,", 1); // line 101
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let out = dir.path().join("retry.csv");
+        let s = summarise(&path, Some(&out)).unwrap();
+        assert_eq!(s.lines, 997);
+        assert_eq!(s.by_status.values().sum::<u64>(), 997);
+        assert_eq!(s.by_status.get("failed"), Some(&10));
+        assert_eq!(s.failed_written, 10);
+        assert_eq!(s.unreadable.first, vec![6, 10, 101]);
+        let mut text = Vec::new();
+        print(&path, &s, None, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("3 unreadable lines skipped (line numbers 6, 10, 101)"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_file_that_is_not_results_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -295,7 +331,7 @@ mod tests {
         std::fs::write(&path, "user,room\n@a:x,#r:x\n").unwrap();
         assert!(matches!(
             summarise(&path, None),
-            Err(ReportError::NotResults { .. })
+            Err(ReportError::Results(ResultsError::NotResults { .. }))
         ));
     }
 }
