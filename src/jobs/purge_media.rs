@@ -312,7 +312,7 @@ pub async fn run(args: Args) -> Result<(), Exit> {
     // Opened before the request: a results file that cannot be written stops the job while
     // nothing is deleted yet.
     let record = |e| Exit::aborted(format!("cannot write the results file: {e}"));
-    let mut writer = ResultsWriter::open(&path, &["media"]).map_err(record)?;
+    let mut writer = ResultsWriter::open(&path, "purge-media", &["media"]).map_err(record)?;
     let started = Instant::now();
     let (deleted, attempts) = send(&conn.hs, &purge, args.retries).await?;
     let elapsed = started.elapsed();

@@ -5,6 +5,10 @@
 //! the job's normalised fields. A later line for a key supersedes an earlier one; a last line
 //! without its newline was cut short by a crash and is ignored. Every line is one physical
 //! line, read on its own: a damaged line costs only itself ([`lines`]).
+//!
+//! The header does not tell jobs apart (invite, kick and join write the same columns); the
+//! keys do, since each starts with its job's name. A file is taken as the results of the job
+//! of its first readable line.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -112,10 +116,19 @@ pub enum ResultsError {
     )]
     Busy { path: PathBuf },
     #[error(
-        "{path} holds results of another job (its header is `{found}`, this job writes `{expected}`); \
-         name another file with -o"
+        "{path} holds the results of `{found}`, not of `{expected}`: name another results file \
+         with -o"
     )]
     OtherJob {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "{path} holds results with other columns (its header is `{found}`, this job writes \
+         `{expected}`); name another file with -o"
+    )]
+    OtherColumns {
         path: PathBuf,
         found: String,
         expected: String,
@@ -171,9 +184,10 @@ pub struct ResultsWriter {
 
 impl ResultsWriter {
     /// Opens `path` for appending, writing the header if the file is new. An existing file must
-    /// have been written by the same job. A last line cut short by a crash is cut off, so that the file holds only whole
+    /// have been written by the same job: the same header, and its first readable line's key
+    /// of `job`. A last line cut short by a crash is cut off, so that the file holds only whole
     /// lines (that row runs again).
-    pub fn open(path: &Path, fields: &[&str]) -> Result<Self, ResultsError> {
+    pub fn open(path: &Path, job: &str, fields: &[&str]) -> Result<Self, ResultsError> {
         let expected = header(fields);
         let mut file = OpenOptions::new()
             .create(true)
@@ -191,16 +205,27 @@ impl ResultsWriter {
         let len = file.metadata().map_err(io_err(path))?.len();
         if len > 0 {
             file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
-            let lines = Lines::new(BufReader::new(&mut file)).map_err(io_err(path))?;
+            let mut lines = Lines::new(BufReader::new(&mut file)).map_err(io_err(path))?;
             let found = lines.header().iter().map(String::from_utf8_lossy);
             let found = found.collect::<Vec<_>>().join(",");
+            let first_job = first_job(&mut lines).map_err(io_err(path))?;
             drop(lines);
-            if found != expected.join(",") {
-                return Err(ResultsError::OtherJob {
-                    path: path.to_path_buf(),
-                    found,
-                    expected: expected.join(","),
-                });
+            match first_job {
+                Some(found) if found != job => {
+                    return Err(ResultsError::OtherJob {
+                        path: path.to_path_buf(),
+                        found,
+                        expected: job.to_string(),
+                    });
+                }
+                _ if found != expected.join(",") => {
+                    return Err(ResultsError::OtherColumns {
+                        path: path.to_path_buf(),
+                        found,
+                        expected: expected.join(","),
+                    });
+                }
+                _ => {}
             }
             if ends_without_newline(&mut file).map_err(io_err(path))? {
                 drop_torn_tail(&mut file, len).map_err(io_err(path))?;
@@ -285,6 +310,14 @@ fn one_line(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// The job of the first readable line's key, if there is one.
+fn first_job<R: std::io::BufRead>(lines: &mut Lines<R>) -> std::io::Result<Option<String>> {
+    let mut record = csv::ByteRecord::new();
+    Ok(lines
+        .next(&mut record)?
+        .map(|_| Key::job_of(lines.key(&record)).to_string()))
+}
+
 /// A 128-bit digest of a row key: a million keys fit in a few tens of MB, and two different
 /// keys share a digest with a chance too small to matter (2^-64 at a billion rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -351,11 +384,12 @@ impl Latest {
         &self.unreadable
     }
 
-    /// Reads the results file of an earlier run for `--resume` or `--retry-failed`; a missing
-    /// or empty file is an empty history. A file that is not a results file is refused. Unreadable lines are skipped, and a warning on stderr
+    /// Reads the results file of an earlier run of `job` for `--resume` or `--retry-failed`;
+    /// a missing or empty file is an empty history. The file of another job, or one that is
+    /// not a results file, is refused. Unreadable lines are skipped, and a warning on stderr
     /// says how many and where: what they recorded is unknown to this run.
-    pub fn load(path: &Path) -> Result<Latest, ResultsError> {
-        let latest = Self::read_file(path)?;
+    pub fn load(path: &Path, job: &str) -> Result<Latest, ResultsError> {
+        let latest = Self::read_file(path, job)?;
         if !latest.unreadable.is_empty() {
             eprintln!(
                 "warning: {}: {}; the rows they recorded are taken as never run",
@@ -367,7 +401,7 @@ impl Latest {
     }
 
     /// [`Latest::load`] without the warning.
-    pub fn read_file(path: &Path) -> Result<Latest, ResultsError> {
+    pub fn read_file(path: &Path, job: &str) -> Result<Latest, ResultsError> {
         if !path.exists() {
             return Ok(Latest::default());
         }
@@ -386,7 +420,16 @@ impl Latest {
         let (mut status, mut pending) = (HashMap::new(), HashMap::new());
         let mut record = csv::ByteRecord::new();
         while let Some(entry) = lines.next(&mut record).map_err(io_err(path))? {
-            let id = KeyId::of(lines.key(&record));
+            let key = lines.key(&record);
+            // The first readable line says whose file it is.
+            if status.is_empty() && Key::job_of(key) != job {
+                return Err(ResultsError::OtherJob {
+                    path: path.to_path_buf(),
+                    found: Key::job_of(key).to_string(),
+                    expected: job.to_string(),
+                });
+            }
+            let id = KeyId::of(key);
             status.insert(id, entry.status);
             if entry.status == Status::Pending {
                 let message = message_at.and_then(|at| record.get(at)).unwrap_or_default();
@@ -455,13 +498,13 @@ mod tests {
     fn later_lines_supersede_earlier_ones() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         w.write(&line(1, "join a", Status::Failed)).unwrap();
         w.write(&line(2, "join b", Status::Ok)).unwrap();
         w.write(&line(1, "join a", Status::Ok)).unwrap();
         w.sync().unwrap();
         drop(w);
-        let latest = Latest::load(&path).unwrap();
+        let latest = Latest::load(&path, "join").unwrap();
         assert_eq!(latest.len(), 2);
         assert_eq!(latest.get("join a"), Some(Status::Ok));
         assert_eq!(latest.get("join b"), Some(Status::Ok));
@@ -472,7 +515,7 @@ mod tests {
     fn torn_last_line_is_ignored_and_closed_off_on_append() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         w.write(&line(1, "join a", Status::Ok)).unwrap();
         w.write(&line(2, "join b", Status::Ok)).unwrap();
         w.sync().unwrap();
@@ -480,16 +523,16 @@ mod tests {
         // Cut the last line in the middle of its last field, as a crash would.
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, &text[..text.len() - 4]).unwrap();
-        let latest = Latest::load(&path).unwrap();
+        let latest = Latest::load(&path, "join").unwrap();
         assert_eq!(latest.get("join a"), Some(Status::Ok));
         assert_eq!(latest.get("join b"), None, "torn line must not count");
 
         // The next run cuts the torn line off; its own lines parse cleanly.
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         w.write(&line(3, "join c", Status::Failed)).unwrap();
         w.sync().unwrap();
         drop(w);
-        let latest = Latest::load(&path).unwrap();
+        let latest = Latest::load(&path, "join").unwrap();
         assert_eq!(latest.get("join b"), None);
         assert_eq!(latest.get("join c"), Some(Status::Failed));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -500,18 +543,18 @@ mod tests {
     fn a_second_writer_is_refused_while_the_first_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let first = ResultsWriter::open(&path, &["user"]).unwrap();
-        let err = ResultsWriter::open(&path, &["user"]).err().unwrap();
+        let first = ResultsWriter::open(&path, "join", &["user"]).unwrap();
+        let err = ResultsWriter::open(&path, "join", &["user"]).err().unwrap();
         assert!(matches!(err, ResultsError::Busy { .. }), "{err}");
         drop(first);
-        assert!(ResultsWriter::open(&path, &["user"]).is_ok());
+        assert!(ResultsWriter::open(&path, "join", &["user"]).is_ok());
     }
 
     #[test]
     fn line_breaks_in_any_cell_stay_on_one_line_and_keys_still_match() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         let mut l = line(1, "join a\nb", Status::Ok);
         l.fields = vec!["a\nb".into(), "#r:x".into()];
         w.write(&l).unwrap();
@@ -520,18 +563,111 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert_eq!(
-            Latest::load(&path).unwrap().get("join a\nb"),
+            Latest::load(&path, "join").unwrap().get("join a\nb"),
             Some(Status::Ok)
         );
     }
 
     #[test]
-    fn file_of_another_job_is_refused() {
+    fn file_with_other_columns_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        drop(ResultsWriter::open(&path, &["user", "room"]).unwrap());
-        let err = ResultsWriter::open(&path, &["media"]).err().unwrap();
-        assert!(err.to_string().contains("another job"), "{err}");
+        drop(ResultsWriter::open(&path, "join", &["user", "room"]).unwrap());
+        let err = ResultsWriter::open(&path, "delete-media", &["media"])
+            .err()
+            .unwrap();
+        assert!(matches!(err, ResultsError::OtherColumns { .. }), "{err}");
+        assert!(err.to_string().contains("-o"), "{err}");
+    }
+
+    /// Jobs whose results have the same columns: only the keys tell them apart.
+    #[test]
+    fn file_of_another_job_with_the_same_columns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (first, second, fields) in [
+            ("invite", "join", &["user", "room"][..]),
+            ("join", "kick", &["user", "room"]),
+            ("kick", "invite", &["user", "room"]),
+            (
+                "set-external-id",
+                "remove-external-id",
+                &["user", "provider", "external_id"],
+            ),
+            (
+                "remove-external-id",
+                "set-external-id",
+                &["user", "provider", "external_id"],
+            ),
+        ] {
+            let path = dir.path().join(format!("{first}.csv"));
+            let mut w = ResultsWriter::open(&path, first, fields).unwrap();
+            let mut l = line(1, &format!("{first} @a:x #r:x"), Status::Ok);
+            l.fields = fields.iter().map(|f| f.to_string()).collect();
+            w.write(&l).unwrap();
+            w.sync().unwrap();
+            drop(w);
+            let before = std::fs::read(&path).unwrap();
+            let err = ResultsWriter::open(&path, second, fields).err().unwrap();
+            let text = err.to_string();
+            assert!(matches!(err, ResultsError::OtherJob { .. }), "{text}");
+            assert!(
+                text.contains(&format!("`{first}`")) && text.contains(&format!("`{second}`")),
+                "{text}"
+            );
+            assert!(text.contains("with -o"), "{text}");
+            let err = Latest::load(&path, second).err().unwrap();
+            assert!(matches!(err, ResultsError::OtherJob { .. }), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), before, "left as it was");
+            // Its own job takes it.
+            assert_eq!(Latest::load(&path, first).unwrap().len(), 1);
+            drop(ResultsWriter::open(&path, first, fields).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_job_is_that_of_the_first_readable_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let head = header(&["user", "room"]).join(",");
+        // A header alone belongs to no job yet.
+        std::fs::write(&path, format!("{head}\n")).unwrap();
+        drop(ResultsWriter::open(&path, "kick", &["user", "room"]).unwrap());
+        assert!(Latest::load(&path, "join").unwrap().is_empty());
+        // An unreadable first line does not decide.
+        std::fs::write(
+            &path,
+            format!("{head}\n1,\"join @a,ok\n2,invite @b,ok,,,,1,t,0,@b,#r\n"),
+        )
+        .unwrap();
+        let err = ResultsWriter::open(&path, "join", &["user", "room"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("`invite`"), "{err}");
+        assert!(Latest::load(&path, "invite").is_ok());
+    }
+
+    /// Files written by the version before the job check: a header and lines, nothing else.
+    #[test]
+    fn files_of_the_previous_version_are_still_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(
+            &path,
+            "row,key,status,http_status,errcode,message,attempts,finished_at,duration_ms,user,room\n\
+             1,join @a:x #r:x,failed,403,M_FORBIDDEN,\"a, \"\"quoted\"\" message\",1,2025-01-01T00:00:00.000Z,12,@a:x,#r:x\n\
+             2,join @b:x #r:x,ok,200,,,1,2025-01-01T00:00:00.000Z,9,@b:x,#r:x\n",
+        )
+        .unwrap();
+        let latest = Latest::load(&path, "join").unwrap();
+        assert_eq!(latest.get("join @a:x #r:x"), Some(Status::Failed));
+        assert_eq!(latest.get("join @b:x #r:x"), Some(Status::Ok));
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
+        w.write(&line(1, "join @a:x #r:x", Status::Ok)).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let latest = Latest::load(&path, "join").unwrap();
+        assert_eq!(latest.get("join @a:x #r:x"), Some(Status::Ok));
+        assert!(latest.unreadable().is_empty());
     }
 
     /// The issue: one stray quote hid every later line from --resume and --retry-failed.
@@ -539,7 +675,7 @@ mod tests {
     fn a_stray_quote_hides_no_later_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         for i in 0..1000 {
             let status = if i % 20 == 0 {
                 Status::Failed
@@ -557,7 +693,7 @@ mod tests {
         lines[6] = &broken;
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 
-        let latest = Latest::load(&path).unwrap();
+        let latest = Latest::load(&path, "join").unwrap();
         assert_eq!(latest.len(), 999);
         assert_eq!(latest.get("join u5"), None, "the broken line itself");
         assert_eq!(latest.get("join u6"), Some(Status::Ok));
@@ -566,11 +702,11 @@ mod tests {
         assert_eq!(latest.unreadable().count, 1);
         assert_eq!(latest.unreadable().first, vec![7]);
         // Appending after it is fine, and the new lines are read.
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         w.write(&line(5, "join u5", Status::Ok)).unwrap();
         w.sync().unwrap();
         drop(w);
-        let latest = Latest::load(&path).unwrap();
+        let latest = Latest::load(&path, "join").unwrap();
         assert_eq!(
             (latest.len(), latest.get("join u5")),
             (1000, Some(Status::Ok))
@@ -581,16 +717,16 @@ mod tests {
     fn missing_or_empty_file_is_empty_history_other_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
-            Latest::load(&dir.path().join("none.csv"))
+            Latest::load(&dir.path().join("none.csv"), "join")
                 .unwrap()
                 .is_empty()
         );
         let empty = dir.path().join("empty.csv");
         std::fs::write(&empty, "").unwrap();
-        assert!(Latest::load(&empty).unwrap().is_empty());
+        assert!(Latest::load(&empty, "join").unwrap().is_empty());
         let input = dir.path().join("input.csv");
         std::fs::write(&input, "user,room\n@a:x,#r\n").unwrap();
-        let err = Latest::load(&input).err().unwrap();
+        let err = Latest::load(&input, "join").err().unwrap();
         assert!(matches!(err, ResultsError::NotResults { .. }), "{err}");
     }
 }

@@ -198,7 +198,7 @@ struct Model {
 /// Writes a results file of valid and damaged lines in `path`; returns the model.
 fn generate(rng: &mut Rng, path: &Path) -> Model {
     let mut model = Model::default();
-    let mut w = ResultsWriter::open(path, &FIELDS).unwrap();
+    let mut w = ResultsWriter::open(path, "join", &FIELDS).unwrap();
     let mut raw = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     let mut number = 1; // the header
     // The first readable line names the job: a valid line first, as a run writes.
@@ -269,7 +269,8 @@ fn a_damaged_line_costs_only_itself() {
             )
         };
 
-        let latest = Latest::read_file(&path).unwrap_or_else(|e| panic!("{e}; {}", context()));
+        let latest =
+            Latest::read_file(&path, "join").unwrap_or_else(|e| panic!("{e}; {}", context()));
         assert_eq!(latest.len(), model.latest.len(), "{}", context());
         for (key, status) in &model.latest {
             assert_eq!(latest.get(key), Some(*status), "{key:?}; {}", context());
@@ -293,12 +294,12 @@ fn a_damaged_line_costs_only_itself() {
             assert_eq!(found, expected, "{status:?}, seed {seed}");
         }
         // The next run appends after it all and is read back.
-        let mut w = ResultsWriter::open(&path, &FIELDS).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &FIELDS).unwrap();
         let line = valid(&mut rng, 1000, false);
         w.write(&line).unwrap();
         w.flush().unwrap(); // to the OS; a sync to disk per case would be slow
         drop(w);
-        let latest = Latest::read_file(&path).unwrap();
+        let latest = Latest::read_file(&path, "join").unwrap();
         assert_eq!(latest.get(&line.key), Some(line.status), "seed {seed}");
         assert_eq!(
             latest.unreadable().count,
@@ -338,8 +339,8 @@ fn random_bytes_never_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
         std::fs::write(&path, &bytes).unwrap();
-        let _ = Latest::read_file(&path);
+        let _ = Latest::read_file(&path, "join");
         let _ = summarise(&path, None);
-        let _ = ResultsWriter::open(&path, &FIELDS);
+        let _ = ResultsWriter::open(&path, "join", &FIELDS);
     }
 }

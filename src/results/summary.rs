@@ -216,7 +216,7 @@ mod tests {
     fn latest_line_per_key_counts_and_failed_rows_become_input() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         w.write(&line(1, "@a:x", Status::Failed, "M_NOT_FOUND"))
             .unwrap();
         w.write(&line(2, "@b:x", Status::Failed, "M_FORBIDDEN"))
@@ -252,7 +252,7 @@ mod tests {
     fn pending_rows_are_counted_apart_with_how_to_settle_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         w.write(&line(1, "@a:x", Status::Pending, "")).unwrap();
         w.write(&line(1, "@a:x", Status::Ok, "")).unwrap(); // it ended
         w.write(&line(2, "@b:x", Status::Pending, "")).unwrap(); // killed after sending
@@ -274,7 +274,7 @@ mod tests {
         assert!(text.contains("--resume to settle them"), "{text}");
 
         // No pending row, no pending line.
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         w.write(&line(2, "@b:x", Status::Unchanged, "")).unwrap();
         w.sync().unwrap();
         drop(w);
@@ -290,7 +290,7 @@ mod tests {
     fn unreadable_lines_are_skipped_and_reported_with_their_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let mut w = ResultsWriter::open(&path, &["user", "room"]).unwrap();
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
         for i in 0..1000 {
             let status = if i % 100 == 0 {
                 Status::Failed

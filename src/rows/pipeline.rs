@@ -151,8 +151,8 @@ pub async fn run<J: Job>(
     let latest = match plan.mode {
         Mode::All => Latest::default(),
         _ => {
-            let results = plan.results.clone();
-            tokio::task::spawn_blocking(move || Latest::load(&results))
+            let (results, name) = (plan.results.clone(), job.name());
+            tokio::task::spawn_blocking(move || Latest::load(&results, name))
                 .await
                 .expect("results reader does not panic")?
         }
@@ -160,6 +160,7 @@ pub async fn run<J: Job>(
     let sink = match plan.kind {
         Kind::Run => Sink::Results(Box::new(ResultsWriter::open(
             &plan.results,
+            job.name(),
             job.result_fields(),
         )?)),
         Kind::DryRun => Sink::DryRun {
