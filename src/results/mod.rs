@@ -12,13 +12,14 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod file;
 mod key;
 pub mod lines;
 mod record;
@@ -135,6 +136,11 @@ pub enum ResultsError {
     },
     #[error("{path} is not a synbatch results file: it has no `key` and `status` columns")]
     NotResults { path: PathBuf },
+    #[error(
+        "refusing {path}: {why}. Results and reports are written only to regular files, never \
+         through a symbolic link; name another file"
+    )]
+    Refused { path: PathBuf, why: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
@@ -186,15 +192,11 @@ impl ResultsWriter {
     /// Opens `path` for appending, writing the header if the file is new. An existing file must
     /// have been written by the same job: the same header, and its first readable line's key
     /// of `job`. A last line cut short by a crash is cut off, so that the file holds only whole
-    /// lines (that row runs again).
+    /// lines (that row runs again). Only a regular file is written, never through a symbolic
+    /// link ([`file`]).
     pub fn open(path: &Path, job: &str, fields: &[&str]) -> Result<Self, ResultsError> {
         let expected = header(fields);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(io_err(path))?;
+        let (mut file, _) = file::open_output(path, file::Output::Append)?;
         // Two runs appending to one file would interleave lines and repeat each other's rows.
         file.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => ResultsError::Busy {
@@ -402,10 +404,9 @@ impl Latest {
 
     /// [`Latest::load`] without the warning.
     pub fn read_file(path: &Path, job: &str) -> Result<Latest, ResultsError> {
-        if !path.exists() {
+        let Some(file) = file::open_input(path)? else {
             return Ok(Latest::default());
-        }
-        let file = File::open(path).map_err(io_err(path))?;
+        };
         let reader = BufReader::with_capacity(256 * 1024, file);
         let mut lines = Lines::new(reader).map_err(io_err(path))?;
         if !lines.is_results() {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, Write};
 use std::path::Path;
 
+use super::file::{self, Output};
 use super::{FIXED_COLUMNS, KeyId, Lines, ResultsError, Status, Unreadable, io_err};
 
 /// Errcodes of failed and invalid rows: how many, and one message as an example.
@@ -35,7 +36,8 @@ pub enum ReportError {
     SameFile { path: String },
 }
 
-/// Reads `path`; with `failed`, writes the failed rows' fields to that file.
+/// Reads `path`; with `failed`, writes the failed rows' fields to that file: a new file, or an
+/// existing regular file emptied first (never through a symbolic link, see [`file`]).
 pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportError> {
     if let Some(out) = failed
         && std::fs::canonicalize(out).ok() == std::fs::canonicalize(path).ok()
@@ -63,7 +65,7 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
 
     let mut out = match failed {
         Some(out) => {
-            let file = std::fs::File::create(out).map_err(|e| csv_err(out)(e.into()))?;
+            let (file, _) = file::open_output(out, Output::Replace)?;
             let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
             // The job's own fields, after the fixed columns: a valid input for the same job.
             writer
@@ -124,7 +126,12 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
 
 /// The lines of a results file, refused if it is not one.
 fn open(path: &Path) -> Result<Lines<BufReader<std::fs::File>>, ResultsError> {
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let file = file::open_input(path)?.ok_or_else(|| {
+        io_err(path)(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such file",
+        ))
+    })?;
     let lines = Lines::new(BufReader::with_capacity(256 * 1024, file)).map_err(io_err(path))?;
     if !lines.is_results() {
         return Err(ResultsError::NotResults {
@@ -322,6 +329,41 @@ mod tests {
             text.contains("3 unreadable lines skipped (line numbers 6, 10, 101)"),
             "{text}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn failed_out_is_a_new_or_replaced_regular_file_never_a_link() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
+        w.write(&line(1, "@a:x", Status::Failed, "M_X")).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        // An existing regular file is replaced.
+        let out = dir.path().join("retry.csv");
+        std::fs::write(&out, "an older, longer list of failed rows\n".repeat(10)).unwrap();
+        summarise(&path, Some(&out)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "user,room\n@a:x,#r:x\n"
+        );
+        // A link is refused, and what it points at is left alone.
+        let target = dir.path().join("precious.txt");
+        std::fs::write(&target, "precious\n").unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = summarise(&path, Some(&link)).err().unwrap();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        // So is a device.
+        let err = summarise(&path, Some(Path::new("/dev/null")))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let null = std::fs::metadata("/dev/null").unwrap();
+        assert!(null.file_type().is_char_device());
     }
 
     #[test]
