@@ -234,6 +234,9 @@ fn cell(text: &str) -> Cell {
 }
 
 #[cfg(test)]
+mod prop_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
