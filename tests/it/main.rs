@@ -12,6 +12,8 @@ mod faults;
 mod files;
 mod hostile;
 mod lost_answers;
+#[cfg(unix)]
+mod results_file;
 mod synapse_chaos;
 mod synapse_invite;
 mod synapse_join;
