@@ -311,8 +311,10 @@ pub async fn run(args: Args) -> Result<(), Exit> {
         .unwrap_or_else(|| PathBuf::from("purge-media.results.csv"));
     // Opened before the request: a results file that cannot be written stops the job while
     // nothing is deleted yet.
+    // A file that cannot be opened is bad usage (another job's, a link); one that stops taking
+    // lines after the purge is an aborted run.
+    let mut writer = ResultsWriter::open(&path, "purge-media", &["media"]).map_err(Exit::usage)?;
     let record = |e| Exit::aborted(format!("cannot write the results file: {e}"));
-    let mut writer = ResultsWriter::open(&path, "purge-media", &["media"]).map_err(record)?;
     let started = Instant::now();
     let (deleted, attempts) = send(&conn.hs, &purge, args.retries).await?;
     let elapsed = started.elapsed();

@@ -156,6 +156,17 @@ fn pending_rows_run_again_on_resume_and_retry_and_report_counts_them() {
     assert!(r.stdout.contains("  pending           1"), "{}", r.stdout);
     assert!(r.stdout.contains("pending: 1 row was"), "{}", r.stdout);
     assert!(r.stdout.contains("with --resume"), "{}", r.stdout);
+
+    // Nothing failed, one row still pending: not every row is known to be done.
+    let text = [
+        HEADER.to_string(),
+        line("join", 1, "ok"),
+        line("join", 2, "pending"),
+    ]
+    .concat();
+    write(dir.path(), "pending.results.csv", &text);
+    let r = run(dir.path(), &["report", "pending.results.csv"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
 }
 
 /// invite, kick and join write the same columns: the keys say whose a file is.
