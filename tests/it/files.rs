@@ -461,3 +461,42 @@ async fn a_failed_write_to_stdout_is_not_a_success_but_a_closed_pipe_is() {
         assert!(r.stderr.contains("closed it"), "{extra:?}: {}", r.stderr);
     }
 }
+
+/// The disk fills up under the results file: the run stops (exit 3), and its summary counts
+/// only the rows whose lines reached the file.
+#[tokio::test]
+async fn a_full_disk_under_the_results_stops_the_run_and_counts_only_written_rows() {
+    let server = common::mock_admin_homeserver().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/_synapse/admin/v1/rooms/[^/]+/members$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"members": []})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/_synapse/admin/v1/join/.+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"room_id": "!r:mock.test"})))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..40)
+        .map(|i| format!("@u{i}:mock.test,!r:mock.test\n"))
+        .collect();
+    write(dir.path(), "rows.csv", &format!("user,room\n{rows}"));
+    let mut cmd = command(&server, dir.path(), &["join", "rows.csv", "-j", "1"]);
+    limit_file_size(&mut cmd, 2_000);
+    let r = run(cmd).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot write the results file"),
+        "{}",
+        r.stderr
+    );
+    let file = common::results_file(&dir.path().join("rows.results.csv"));
+    let written = file.lines.iter().filter(|l| l["status"] == "ok").count();
+    assert!(written > 0 && written < 40, "{written} rows written");
+    assert!(
+        r.stderr.contains(&format!(": {written} ok,")),
+        "the summary counts the {written} rows in the file: {}",
+        r.stderr
+    );
+}
