@@ -41,6 +41,8 @@ impl RowState {
 /// Where the pending line goes: the results writer, and the row it is about.
 pub struct Log<'a> {
     pub records: &'a mpsc::Sender<Record>,
+    /// The writer's thread, woken so that the line is written now.
+    pub writer: &'a std::thread::Thread,
     pub row: u64,
     pub key: &'a str,
     pub fields: &'a [String],
@@ -102,6 +104,7 @@ impl<'a> Intent<'a> {
                 .send(Record::Pending(line, written))
                 .await
                 .map_err(|_| stopped())?;
+            log.writer.unpark();
             ack.await.map_err(|_| stopped())?;
         }
         self.state.sent.store(true, Ordering::SeqCst);
@@ -134,8 +137,10 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let state = RowState::default();
         let fields = vec!["@a:x".to_string()];
+        let me = std::thread::current();
         let log = || Log {
             records: &tx,
+            writer: &me,
             row: 3,
             key: "deactivate @a:x",
             fields: &fields,
@@ -186,8 +191,10 @@ mod tests {
         drop(rx);
         let state = RowState::default();
         let fields = vec![];
+        let me = std::thread::current();
         let log = Log {
             records: &tx,
+            writer: &me,
             row: 1,
             key: "k",
             fields: &fields,

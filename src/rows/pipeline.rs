@@ -50,6 +50,8 @@ struct Attempts<J> {
     job: Arc<J>,
     hs: Arc<Homeserver>,
     records: mpsc::Sender<Record>,
+    /// The writer thread, woken for a pending line rather than left to finish its pause.
+    writer: std::thread::Thread,
 }
 
 impl<J: Job> Work for Attempts<J> {
@@ -59,6 +61,7 @@ impl<J: Job> Work for Attempts<J> {
     async fn attempt(&self, item: &Item<J::Task>) -> Attempt<Outcome> {
         let log = Log {
             records: &self.records,
+            writer: &self.writer,
             row: item.row,
             key: item.key.as_str(),
             fields: &item.fields,
@@ -210,7 +213,13 @@ pub async fn run<J: Job>(
         }
         (Kind::Run, Some(hs)) => {
             let records = line_tx.clone();
-            let work = Attempts { job, hs, records };
+            let writer = writer.thread().clone();
+            let work = Attempts {
+                job,
+                hs,
+                records,
+                writer,
+            };
             executor::run(work, limits, task_rx, line_tx, cancel.clone()).await
         }
         // A dry run sends nothing: the reader sends its lines to the sink itself.
@@ -386,8 +395,9 @@ fn write_results(
             written.drain(..).for_each(|line| report.record(&line));
         }
         // Lets the next rows gather: one write and one wake-up for many rows instead of one
-        // each, at the cost of a line reaching the file up to this much later.
-        std::thread::sleep(GATHER);
+        // each, at the cost of a line reaching the file up to this much later. A pending line
+        // wakes the writer at once: its request waits for it.
+        std::thread::park_timeout(GATHER);
     }
     if error.is_none()
         && let Err(e) = sink.finish()
