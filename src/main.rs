@@ -8,6 +8,7 @@ mod confirm;
 mod connect;
 mod executor;
 mod exit;
+mod file_kind;
 mod homeserver;
 mod input;
 mod job;

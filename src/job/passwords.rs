@@ -24,6 +24,8 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::file_kind::{describe, euid};
+
 /// 24 characters from 62: about 143 bits, from the operating system's secure random source.
 const LENGTH: usize = 24;
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -223,17 +225,6 @@ fn open_existing(path: &Path) -> Result<File, String> {
     Ok(file)
 }
 
-#[cfg(unix)]
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-#[cfg(not(unix))]
-fn euid() -> u32 {
-    0
-}
-
 /// Why an existing file must not receive passwords, if it must not.
 fn check_existing(meta: &Metadata, euid: u32) -> Result<(), String> {
     let kind = meta.file_type();
@@ -247,7 +238,7 @@ fn check_existing(meta: &Metadata, euid: u32) -> Result<(), String> {
     if !kind.is_file() {
         return Err(format!(
             "it is {}, not a regular file; name a new file",
-            what_kind(meta)
+            describe(meta)
         ));
     }
     #[cfg(unix)]
@@ -277,36 +268,6 @@ fn check_existing(meta: &Metadata, euid: u32) -> Result<(), String> {
     #[cfg(not(unix))]
     let _ = euid;
     Ok(())
-}
-
-/// "a directory", "a named pipe", ...: for messages.
-pub fn what_kind(meta: &Metadata) -> &'static str {
-    let kind = meta.file_type();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if kind.is_char_device() {
-            return "a character device";
-        }
-        if kind.is_block_device() {
-            return "a block device";
-        }
-        if kind.is_fifo() {
-            return "a named pipe";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-    }
-    if kind.is_dir() {
-        "a directory"
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// What an existing file holds.

@@ -634,7 +634,7 @@ fn renamable(path: &Path) -> Result<(), Exit> {
         return Err(Exit::usage(format!(
             "-o {name} is {}, not a regular file: the export is renamed over the name it is \
              given, and would replace it; to write there, redirect stdout instead (`> {name}`)",
-            crate::job::passwords::what_kind(&meta)
+            crate::file_kind::describe(&meta)
         )));
     }
     Ok(())

@@ -25,6 +25,9 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use super::{ResultsError, io_err};
+use crate::file_kind::describe;
+#[cfg(unix)]
+use crate::file_kind::euid;
 
 /// How an output file is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,42 +167,10 @@ fn check(path: &Path, meta: &Metadata, how: Output) -> Result<(), ResultsError> 
     Ok(())
 }
 
-#[cfg(unix)]
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 fn not_regular(meta: &Metadata) -> String {
-    match kind(meta) {
+    match describe(meta) {
         link @ "a symbolic link" => format!("it is {link}"),
         other => format!("it is {other}, not a regular file"),
-    }
-}
-
-fn kind(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            return "a fifo";
-        }
-        if t.is_char_device() || t.is_block_device() {
-            return "a device";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-    }
-    if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
     }
 }
 
