@@ -76,10 +76,7 @@ mod tests {
 
     #[test]
     fn users_must_be_local() {
-        let ctx = Context {
-            server_name: "x.org".into(),
-            me: String::new(),
-        };
+        let ctx = Context::of("x.org");
         assert!(local_user("alice", &ctx, ADMIN_API_LOCAL).is_ok());
         let err = local_user("@bob:other.org", &ctx, ADMIN_API_LOCAL).unwrap_err();
         assert!(

@@ -131,6 +131,25 @@ pub struct Context {
     pub me: String,
 }
 
+impl Context {
+    /// A context for tests of how a job plans rows: this server, no token's user.
+    #[cfg(test)]
+    pub fn of(server_name: &str) -> Context {
+        Context {
+            server_name: server_name.into(),
+            me: String::new(),
+        }
+    }
+}
+
+/// Every task a job plans from one row, for tests.
+#[cfg(test)]
+pub fn plan_row<J: Job>(job: &J, server_name: &str, row: &Row) -> Vec<Planned<J::Task>> {
+    let mut out = vec![];
+    job.plan(&Context::of(server_name), row, &mut out);
+    out
+}
+
 /// What `--dry-run --check` found for a task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {

@@ -196,10 +196,7 @@ mod tests {
 
     #[test]
     fn media_cells() {
-        let ctx = Context {
-            server_name: "x.org".into(),
-            me: String::new(),
-        };
+        let ctx = Context::of("x.org");
         let ok = |id: &str| ("x.org".to_string(), id.to_string());
         assert_eq!(media("mxc://x.org/AbC", &ctx), Ok(ok("AbC")));
         assert_eq!(media("AbC_d-1", &ctx), Ok(ok("AbC_d-1")));

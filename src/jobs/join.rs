@@ -132,7 +132,6 @@ impl RoomAction for Join {
 mod tests {
     use super::*;
     use crate::input::Row;
-    use crate::job::Job;
     use crate::job::user_room::RoomJob;
 
     fn row(user: &str, room: &str) -> Row {
@@ -144,13 +143,8 @@ mod tests {
         server_name: &str,
         row: Row,
     ) -> Vec<(String, Result<(), String>)> {
-        let mut out = vec![];
-        let ctx = Context {
-            server_name: server_name.into(),
-            me: String::new(),
-        };
-        join.plan(&ctx, &row, &mut out);
-        out.into_iter()
+        crate::job::plan_row(join, server_name, &row)
+            .into_iter()
             .map(|p| {
                 assert_eq!(p.row, 4);
                 (p.key.into_string(), p.task.map(|_| ()))

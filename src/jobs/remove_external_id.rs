@@ -283,14 +283,9 @@ mod tests {
     use super::*;
 
     fn plan(op: &RemoveExternalId, cells: [&str; 3]) -> Planned<RemoveTask> {
-        let ctx = Context {
-            server_name: "x.org".into(),
-            me: String::new(),
-        };
-        let row = Row::of(2, &cells);
-        let mut out = vec![];
-        op.plan(&ctx, &row, &mut out);
-        out.pop().unwrap()
+        crate::job::plan_row(op, "x.org", &Row::of(2, &cells))
+            .pop()
+            .unwrap()
     }
 
     #[test]

@@ -276,12 +276,7 @@ mod tests {
     use super::*;
 
     fn plan(op: &SetExternalId, cells: [&str; 3]) -> Planned<SetTask> {
-        let ctx = Context {
-            server_name: "x.org".into(),
-            me: String::new(),
-        };
-        let mut out = vec![];
-        op.plan(&ctx, &Row::of(3, &cells), &mut out);
+        let mut out = crate::job::plan_row(op, "x.org", &Row::of(3, &cells));
         assert_eq!(out.len(), 1);
         out.pop().unwrap()
     }
