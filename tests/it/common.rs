@@ -453,3 +453,68 @@ pub fn results_file(path: &Path) -> ResultsFile {
     }
     file
 }
+
+/// What a raw-socket homeserver does with a request other than the startup calls.
+pub enum Raw {
+    /// Answer 200 with this JSON body, and keep the connection.
+    Body(&'static str),
+    /// The handler wrote what it liked (or nothing): close the connection.
+    Hangup,
+}
+
+/// Serves one connection of a homeserver on a raw socket, for what wiremock cannot do (torn
+/// or endless answers): whoami, the admin check and room members answer as an admin's server
+/// would; every other request goes to `other`, with its request head.
+pub fn serve_raw(
+    stream: &mut std::net::TcpStream,
+    mut other: impl FnMut(&mut std::net::TcpStream, &str) -> Raw,
+) {
+    use std::io::{Read, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending = Vec::new();
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&pending[..end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        if pending.len() < end + 4 + length {
+            continue;
+        }
+        pending.drain(..end + 4 + length);
+        let body = if head.contains("/account/whoami") {
+            r#"{"user_id":"@admin:mock.test"}"#
+        } else if head.contains("/admin HTTP") {
+            r#"{"admin":true}"#
+        } else if head.contains("/members") {
+            r#"{"members":[],"total":0}"#
+        } else {
+            match other(stream, &head) {
+                Raw::Body(body) => body,
+                Raw::Hangup => return,
+            }
+        };
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! What a real Synapse cannot be made to do on demand, from a mock server on 127.0.0.1:
 //! 429 storms, 503s, timeouts, a token that stops working mid-run, torn responses.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -270,61 +270,16 @@ async fn torn_response_is_retried() {
 
 /// Serves requests on one connection until it closes; the first join's answer is torn.
 fn raw_homeserver(stream: &mut std::net::TcpStream, joins: &Mutex<u32>) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pending = Vec::new();
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let Some(end) = find(&pending, b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&pending[..end]).to_string();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap_or(0);
-        if pending.len() < end + 4 + length {
-            continue;
+    common::serve_raw(stream, |stream, _| {
+        let mut n = joins.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            // Promise 100 bytes, send 10, hang up.
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"room_id\"");
+            return common::Raw::Hangup;
         }
-        pending.drain(..end + 4 + length);
-        let body = if head.contains("/account/whoami") {
-            r#"{"user_id":"@admin:mock.test"}"#
-        } else if head.contains("/admin HTTP") {
-            r#"{"admin":true}"#
-        } else if head.contains("/members") {
-            r#"{"members":[],"total":0}"#
-        } else {
-            let mut n = joins.lock().unwrap();
-            *n += 1;
-            if *n == 1 {
-                // Promise 100 bytes, send 10, hang up.
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"room_id\"");
-                return;
-            }
-            r#"{"room_id":"!room:mock.test"}"#
-        };
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if stream.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+        common::Raw::Body(r#"{"room_id":"!room:mock.test"}"#)
+    });
 }
 
 /// Synapse down behind its reverse proxy: every join answers 502. The whole run pauses and then

@@ -226,50 +226,10 @@ fn raw_homeserver(join: Answer) -> String {
 }
 
 fn serve(stream: &mut TcpStream, join: Answer) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pending = Vec::new();
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&pending[..end]).to_string();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap_or(0);
-        if pending.len() < end + 4 + length {
-            continue;
-        }
-        pending.drain(..end + 4 + length);
-        let body = if head.contains("/account/whoami") {
-            r#"{"user_id":"@admin:mock.test"}"#
-        } else if head.contains("/admin HTTP") {
-            r#"{"admin":true}"#
-        } else if head.contains("/members") {
-            r#"{"members":[],"total":0}"#
-        } else {
-            return join(stream);
-        };
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if stream.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
+    common::serve_raw(stream, |stream, _| {
+        join(stream);
+        common::Raw::Hangup
+    });
 }
 
 /// Writes `block` until the reader hangs up (or 3 GB, which no test should ever reach).
