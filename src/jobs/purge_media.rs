@@ -327,6 +327,7 @@ pub async fn run(args: Args) -> Result<(), Exit> {
                 status: Status::Ok,
                 http_status: Some(200),
                 errcode: String::new(),
+                cause: None,
                 message: String::new(),
                 attempts,
                 duration: elapsed,

@@ -97,6 +97,7 @@ impl<J: Job> Work for Checks<J> {
             status,
             http_status: None,
             errcode: String::new(),
+            cause: None,
             message,
         };
         match verdict.map_err(classify)? {
@@ -133,6 +134,7 @@ fn line(
         status: outcome.status,
         http_status: outcome.http_status,
         errcode: outcome.errcode,
+        cause: outcome.cause,
         message: outcome.message,
         attempts,
         duration,
@@ -169,8 +171,11 @@ pub async fn run<J: Job>(
         Kind::DryRun => Sink::DryRun {
             requests: 0,
             invalid: 0,
+            to_stderr: plan.stdout_taken,
         },
-        Kind::Check => Sink::Check,
+        Kind::Check => Sink::Check {
+            to_stderr: plan.stdout_taken,
+        },
     };
     let report = Report::new(plan.progress, plan.verbosity);
     if let Some(count) = count.filter(|_| plan.progress) {
@@ -300,6 +305,7 @@ fn read_and_plan<J: Job>(
                     status: Status::Ok,
                     http_status: None,
                     errcode: String::new(),
+                    cause: None,
                     message: job.describe(&task),
                 },
                 Ok(task) => {
