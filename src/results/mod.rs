@@ -672,7 +672,7 @@ mod tests {
         // An unreadable first line does not decide.
         std::fs::write(
             &path,
-            format!("{head}\n1,\"join @a,ok\n2,invite @b,ok,,,,1,t,0,@b,#r\n"),
+            format!("{head}\n1,\"join @a,ok\n2,invite @b,ok,,,,,1,t,0,@b,#r\n"),
         )
         .unwrap();
         let err = ResultsWriter::open(&path, "join", &["user", "room"])
