@@ -31,13 +31,13 @@ pub fn provider(cell: &str, what: &str) -> Result<String, String> {
 pub async fn current(hs: &Homeserver, user_id: &str) -> Step<Vec<ExternalId>> {
     match hs.user(user_id).await {
         Ok(user) => Ok(user.external_ids),
-        Err(e @ HsError::Status { status: 404, .. }) => {
-            Err(Fail::Final(Outcome::failed(&e).because(Cause::UserNotFound).saying(
-                format!(
+        Err(e @ HsError::Status { status: 404, .. }) => Err(Fail::Final(
+            Outcome::failed(&e)
+                .because(Cause::UserNotFound)
+                .saying(format!(
                     "no such user {user_id}: nothing was changed (this job never creates accounts)"
-                ),
-            )))
-        }
+                )),
+        )),
         Err(e) => Err(e.into()),
     }
 }

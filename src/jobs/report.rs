@@ -63,7 +63,11 @@ pub async fn run(args: Args) -> Result<(), Exit> {
             .write_all(crate::secret::redact(&text).as_bytes())
             .map_err(cannot)?;
         if let Some(out) = failed {
-            eprintln!("wrote {} failed rows to {}", found.failed_written, out.display());
+            eprintln!(
+                "wrote {} failed rows to {}",
+                found.failed_written,
+                out.display()
+            );
         }
     } else {
         summary::print(&args.results, &found, failed, std::io::stdout().lock()).map_err(cannot)?;

@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn old_messages_tell_their_cause() {
         let cases = [
-            ("no account has the email address a@b.c", Some(Cause::EmailNotFound)),
+            (
+                "no account has the email address a@b.c",
+                Some(Cause::EmailNotFound),
+            ),
             ("User not found", Some(Cause::UserNotFound)),
             ("no such user @a:x", Some(Cause::UserNotFound)),
             ("room alias #r:x does not exist", Some(Cause::RoomNotFound)),

@@ -111,7 +111,10 @@ mod tests {
         f.add(missing("user_not_found"), "no such user @a:x");
         f.add(missing("user_not_found"), "no such user @b:x");
         f.add(missing("room_not_found"), "room alias #r:x does not exist");
-        f.add(missing("email_not_found"), "no account has the email address a@b.c");
+        f.add(
+            missing("email_not_found"),
+            "no account has the email address a@b.c",
+        );
         let groups = f.sorted();
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[0].0.cause, "user_not_found");
@@ -125,7 +128,10 @@ mod tests {
             kind(Status::Failed, Some(403), "M_FORBIDDEN", "").describe(),
             "M_FORBIDDEN, HTTP 403"
         );
-        assert_eq!(kind(Status::Invalid, None, "", "").describe(), "invalid row");
+        assert_eq!(
+            kind(Status::Invalid, None, "", "").describe(),
+            "invalid row"
+        );
     }
 
     #[test]

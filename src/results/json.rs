@@ -285,7 +285,10 @@ mod tests {
         assert!(value["results"].is_null());
         assert_eq!(value.as_object().unwrap().len(), 16);
         s.set_exit(&Err(Exit::Interrupted));
-        assert_eq!((s.exit_code, s.error.as_deref()), (130, Some("interrupted")));
+        assert_eq!(
+            (s.exit_code, s.error.as_deref()),
+            (130, Some("interrupted"))
+        );
         s.set_exit(&Err(Exit::RowsFailed));
         assert_eq!((s.exit_code, s.error.as_deref()), (1, None));
     }

@@ -191,7 +191,10 @@ pub fn header(fields: &[&str]) -> Vec<String> {
 
 /// The header of files written before the `cause` column: still appended to as they are.
 fn legacy_header(fields: &[&str]) -> Vec<String> {
-    header(fields).into_iter().filter(|c| c != "cause").collect()
+    header(fields)
+        .into_iter()
+        .filter(|c| c != "cause")
+        .collect()
 }
 
 /// Where a results file's own fields start: after `duration_ms`, the last fixed column (a file

@@ -108,7 +108,11 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
         *summary.by_status.entry(status.as_str()).or_default() += 1;
         let finished = text(finished_at);
         if !finished.is_empty() {
-            if summary.first_finished.as_ref().is_none_or(|f| finished < *f) {
+            if summary
+                .first_finished
+                .as_ref()
+                .is_none_or(|f| finished < *f)
+            {
                 summary.first_finished = Some(finished.clone());
             }
             if summary.last_finished.as_ref().is_none_or(|l| finished > *l) {
@@ -307,7 +311,10 @@ mod tests {
             .map(|(k, g)| (k.errcode.as_str(), g.count, g.example.as_str()))
             .collect();
         // M_NOT_FOUND was superseded by a later ok.
-        assert_eq!(groups, [("M_FORBIDDEN", 1, "about @b:x"), ("", 1, "about @c:x")]);
+        assert_eq!(
+            groups,
+            [("M_FORBIDDEN", 1, "about @b:x"), ("", 1, "about @c:x")]
+        );
         assert_eq!(s.job.as_deref(), Some("join"));
         assert_eq!(s.failed_written, 1);
         assert_eq!(
@@ -413,7 +420,12 @@ mod tests {
         .unwrap();
         let out = dir.path().join("retry.csv");
         let s = summarise(&path, Some(&out)).unwrap();
-        let causes: Vec<_> = s.failures.sorted().iter().map(|(k, _)| k.cause.clone()).collect();
+        let causes: Vec<_> = s
+            .failures
+            .sorted()
+            .iter()
+            .map(|(k, _)| k.cause.clone())
+            .collect();
         assert_eq!(causes, ["room_not_found", "user_not_found"]);
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
