@@ -47,6 +47,11 @@ impl Destination {
     }
 }
 
+/// Opens `--summary-json`'s destination, if one was given.
+pub fn open(dest: Option<&Destination>) -> Result<Option<Opened>, Exit> {
+    dest.map(Destination::open).transpose()
+}
+
 /// A summary destination ready to be written.
 pub enum Opened {
     Stdout,

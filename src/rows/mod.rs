@@ -42,10 +42,7 @@ pub async fn run<J: Job>(job: J, args: &RowArgs) -> Result<(), Exit> {
 /// Runs a row job on the rows of `source`, and writes its `--summary-json` however it ends.
 pub async fn run_from<J: Job>(job: J, args: &RowArgs, source: Source) -> Result<(), Exit> {
     let clock = json::Clock::start();
-    let out = match &args.run.summary_json {
-        Some(dest) => Some(dest.open()?),
-        None => None,
-    };
+    let out = json::open(args.run.summary_json.as_ref())?;
     let mut summary = JsonSummary::new(json::Source::Run, Some(job.name()));
     summary.dry_run = args.run.dry_run && !args.run.check;
     summary.check = args.run.check;

@@ -16,6 +16,7 @@ mod lost_answers;
 mod results_file;
 mod summary_json;
 mod synapse_chaos;
+mod synapse_export;
 mod synapse_invite;
 mod synapse_join;
 mod synapse_kill;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::common::{results, run_against, synapse, synbatch, unique, write};
 
-fn schema() -> jsonschema::Validator {
+pub fn schema() -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/summary.schema.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
@@ -17,7 +17,7 @@ fn schema() -> jsonschema::Validator {
 }
 
 /// Panics with every error if `summary` does not match the schema.
-fn assert_valid(summary: &Value) {
+pub fn assert_valid(summary: &Value) {
     let errors: Vec<String> = schema()
         .iter_errors(summary)
         .map(|e| format!("{} at {}", e, e.instance_path()))
@@ -26,7 +26,7 @@ fn assert_valid(summary: &Value) {
 }
 
 /// The one JSON document a stdout must hold, and nothing else.
-fn only_json(stdout: &str) -> Value {
+pub fn only_json(stdout: &str) -> Value {
     let mut docs = serde_json::Deserializer::from_str(stdout).into_iter::<Value>();
     let first = docs
         .next()
