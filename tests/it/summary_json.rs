@@ -4,6 +4,7 @@
 //! the JSON alone with `-`, and a run that is aborted still writes its summary.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -275,4 +276,56 @@ fn the_schema_rejects_objects_that_are_not_summaries() {
         break_it(&mut wrong);
         assert!(!validator.is_valid(&wrong), "accepted {what}: {wrong:#}");
     }
+}
+
+/// Ctrl-C: the rows in flight finish, and the summary says 130 and counts what was recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_run_writes_its_summary_with_exit_130() {
+    let hs = synapse("relaxed");
+    let users = hs.users("sjint", 120).await;
+    let (_, alias) = hs.room("sjint", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "many.csv",
+        &format!("user\n{}\n", users.join("\n")),
+    );
+    let results_path = dir.path().join("many.results.csv");
+    let child = synbatch()
+        .current_dir(dir.path())
+        .env("SYNBATCH_TOKEN", &hs.admin_token)
+        .args([
+            "join",
+            "many.csv",
+            "--homeserver",
+            &hs.url,
+            "--room",
+            &alias,
+        ])
+        .args(["-j", "2", "--summary-json", "summary.json"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once some rows are recorded (bounded wait). Pending lines do not count.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = |t: String| t.lines().filter(|l| !l.contains(",pending,")).count();
+    while std::fs::read_to_string(&results_path).map_or(0, finished) < 11 {
+        assert!(Instant::now() < deadline, "no progress within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let summary = read_json(&dir.path().join("summary.json"));
+    assert_valid(&summary);
+    assert_eq!(summary["exit_code"], 130);
+    assert_eq!(summary["error"], "interrupted");
+    let recorded = results(&results_path).len() as u64;
+    assert!(recorded < 120, "{recorded}");
+    assert_eq!(summary["counts"]["ok"], recorded);
+    assert_eq!(summary["rows"], recorded);
 }
