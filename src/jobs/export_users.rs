@@ -365,7 +365,8 @@ pub async fn run(args: Args) -> Result<(), Exit> {
         ));
     }
     let clock = json::Clock::start();
-    let out = json::open(args.summary_json.as_ref())?;
+    let own: Vec<&Path> = args.output.as_deref().into_iter().collect();
+    let out = json::open(args.summary_json.as_ref(), &own)?;
     let mut summary = JsonSummary::new(json::Source::Run, Some("export-users"));
     let ended = export(&args, &mut summary).await;
     json::finish(out, summary, &clock, ended)

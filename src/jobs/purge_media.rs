@@ -276,7 +276,7 @@ fn describe(purge: &MediaPurge, homeserver: &str) -> String {
 /// The purge job, and its `--summary-json` however it ends.
 pub async fn run(args: Args) -> Result<(), Exit> {
     let clock = json::Clock::start();
-    let out = json::open(args.summary_json.as_ref())?;
+    let out = json::open(args.summary_json.as_ref(), &[&results_path(&args)])?;
     let mut summary = JsonSummary::new(json::Source::Run, Some("purge-media"));
     summary.dry_run = args.dry_run;
     let ended = purge(&args, &mut summary).await;
@@ -326,10 +326,7 @@ async fn purge(args: &Args, summary: &mut JsonSummary) -> Result<(), Exit> {
         return Ok(());
     }
     confirm::confirm(&what, args.yes).map_err(Exit::Usage)?;
-    let path = args
-        .results
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("purge-media.results.csv"));
+    let path = results_path(args);
     // Opened before the request: a results file that cannot be written stops the job while
     // nothing is deleted yet.
     // A file that cannot be opened is bad usage (another job's, a link); one that stops taking
@@ -374,6 +371,12 @@ async fn purge(args: &Args, summary: &mut JsonSummary) -> Result<(), Exit> {
     );
     eprintln!("results: {}", path.display());
     Ok(())
+}
+
+fn results_path(args: &Args) -> PathBuf {
+    args.results
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("purge-media.results.csv"))
 }
 
 /// Sends the purge under the executor's retry policy: a repeated purge deletes nothing twice.

@@ -66,17 +66,18 @@ pub fn describe(slug: &str) -> String {
     slug.replace('_', " ")
 }
 
-/// The cause of a failed line of a results file written before the `cause` column, from the
-/// messages synbatch wrote then (and Synapse's own "User not found"); `None` when they do not
-/// tell.
+/// The cause of a failure from its message: for a results file written before the `cause`
+/// column (the messages synbatch wrote then, and Synapse's own "User not found"), and for
+/// `--check`, whose checks say why in words. `None` when the message does not tell.
 pub fn from_message(message: &str) -> Option<Cause> {
-    const SIGNS: [(&str, Cause); 8] = [
+    const SIGNS: [(&str, Cause); 9] = [
         ("no account has the email address", Cause::EmailNotFound),
         ("no such user", Cause::UserNotFound),
         ("User not found", Cause::UserNotFound),
         ("no account @", Cause::UserNotFound),
         ("room alias", Cause::RoomNotFound),
         ("Room alias", Cause::RoomNotFound),
+        ("is not known to this server", Cause::RoomNotFound),
         ("already belongs to", Cause::ExternalIdInUse),
         ("exists already (--on-existing fail)", Cause::UserExists),
     ];

@@ -36,7 +36,8 @@ impl Kind {
         let detail = detail.join(", ");
         match (self.cause.as_str(), detail.as_str()) {
             ("", "") if self.status == Status::Invalid => "invalid row".into(),
-            ("", "") => "no answer (retries ran out, or synbatch refused)".into(),
+            // No answer to read (retries ran out on timeouts), or synbatch's own finding.
+            ("", "") => "other: see the example".into(),
             ("", _) => detail,
             (slug, "") => cause::describe(slug),
             (slug, _) => format!("{} ({detail})", cause::describe(slug)),

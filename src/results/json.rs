@@ -34,11 +34,28 @@ impl Destination {
     }
 
     /// Opens the file now (a new or replaced regular file, never through a link), so that a
-    /// path that cannot be written is found before the run.
-    pub fn open(&self) -> Result<Opened, Exit> {
+    /// path that cannot be written is found before the run. `others` are the run's own files
+    /// (its input, its results): a summary never replaces one of them.
+    pub fn open(&self, others: &[&Path]) -> Result<Opened, Exit> {
         Ok(match self {
             Destination::Stdout => Opened::Stdout,
             Destination::File(path) => {
+                // By what they are when they exist, by name when one does not yet (a results
+                // file the run is about to create).
+                let same = |other: &&&Path| match (
+                    std::fs::canonicalize(path),
+                    std::fs::canonicalize(other),
+                ) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => std::path::absolute(path).ok() == std::path::absolute(other).ok(),
+                };
+                if let Some(other) = others.iter().find(same) {
+                    return Err(Exit::usage(format!(
+                        "--summary-json {}: that is {} of this run; name another file",
+                        path.display(),
+                        other.display()
+                    )));
+                }
                 let (file, _) = file::open_output(path, Output::Replace)
                     .map_err(|e| Exit::usage(format!("--summary-json: {e}")))?;
                 Opened::File(file, path.clone())
@@ -47,9 +64,9 @@ impl Destination {
     }
 }
 
-/// Opens `--summary-json`'s destination, if one was given.
-pub fn open(dest: Option<&Destination>) -> Result<Option<Opened>, Exit> {
-    dest.map(Destination::open).transpose()
+/// Opens `--summary-json`'s destination, if one was given; `others` as [`Destination::open`].
+pub fn open(dest: Option<&Destination>, others: &[&Path]) -> Result<Option<Opened>, Exit> {
+    dest.map(|d| d.open(others)).transpose()
 }
 
 /// A summary destination ready to be written.
@@ -306,5 +323,22 @@ mod tests {
             Ok(Destination::File("s.json".into()))
         );
         assert!(Destination::parse("").is_err());
+    }
+
+    #[test]
+    fn a_summary_never_replaces_the_runs_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, "user\n@a:x\n").unwrap();
+        let results = dir.path().join("in.results.csv"); // not there yet
+        let others = [input.as_path(), results.as_path()];
+        for path in [&input, &results, &dir.path().join(".").join("in.csv")] {
+            let err = Destination::File(path.clone()).open(&others).err().unwrap();
+            assert!(err.to_string().contains("name another file"), "{err}");
+        }
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "user\n@a:x\n");
+        assert!(!results.exists());
+        let fine = Destination::File(dir.path().join("s.json"));
+        assert!(fine.open(&others).is_ok());
     }
 }

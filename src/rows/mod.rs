@@ -42,7 +42,10 @@ pub async fn run<J: Job>(job: J, args: &RowArgs) -> Result<(), Exit> {
 /// Runs a row job on the rows of `source`, and writes its `--summary-json` however it ends.
 pub async fn run_from<J: Job>(job: J, args: &RowArgs, source: Source) -> Result<(), Exit> {
     let clock = json::Clock::start();
-    let out = json::open(args.run.summary_json.as_ref())?;
+    let plan = RunPlan::new(args, job.name(), job.concurrency(), false);
+    let mut own = vec![plan.results.as_path()];
+    own.extend(plan.input.path.as_deref());
+    let out = json::open(args.run.summary_json.as_ref(), &own)?;
     let mut summary = JsonSummary::new(json::Source::Run, Some(job.name()));
     summary.dry_run = args.run.dry_run && !args.run.check;
     summary.check = args.run.check;

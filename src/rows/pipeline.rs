@@ -102,7 +102,11 @@ impl<J: Job> Work for Checks<J> {
         };
         match verdict.map_err(classify)? {
             Check::Runs(note) => Ok(outcome(Status::Ok, note.unwrap_or_default())),
-            Check::Fails(why) => Ok(outcome(Status::Failed, why)),
+            // The checks say why in words; the causes are read from them (results::cause).
+            Check::Fails(why) => Ok(Outcome {
+                cause: crate::results::cause::from_message(&why),
+                ..outcome(Status::Failed, why)
+            }),
         }
     }
 }

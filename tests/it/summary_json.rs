@@ -194,6 +194,23 @@ async fn a_real_run_and_its_report_give_summaries_that_validate_and_group_by_cau
         "{}",
         run.stderr
     );
+
+    // --check: what would fail, by the same causes.
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &["join", "rows.csv", "--check", "--summary-json", "-"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let check = only_json(&run.stdout);
+    assert_valid(&check);
+    assert_eq!(check["check"], true);
+    let causes: Vec<String> = groups(&check).into_iter().map(|g| g.1).collect();
+    assert_eq!(
+        causes,
+        ["email_not_found", "room_not_found", "user_not_found", ""],
+        "{check:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
