@@ -387,9 +387,17 @@ fn write_results(
                     Ok(()) => written.push(line),
                     Err(e) => fail(e, &mut error),
                 },
-                Record::Pending(line, ack) => match sink.write(&line).and_then(|()| sink.flush()) {
+                // The rows finished before it are flushed and counted first: a pending line
+                // that does not fit (a full disk) must not cost them their count.
+                Record::Pending(line, ack) => match sink.flush() {
                     Ok(()) => {
-                        let _ = ack.send(());
+                        written.drain(..).for_each(|line| report.record(&line));
+                        match sink.write(&line).and_then(|()| sink.flush()) {
+                            Ok(()) => {
+                                let _ = ack.send(());
+                            }
+                            Err(e) => fail(e, &mut error),
+                        }
                     }
                     Err(e) => fail(e, &mut error),
                 },
