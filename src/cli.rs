@@ -9,6 +9,7 @@ use crate::exit::Exit;
 use crate::homeserver::Token;
 use crate::input::Format;
 use crate::jobs;
+use crate::results::json::Destination;
 
 const ABOUT: &str = "Bulk administration jobs for a Matrix homeserver (Synapse), from spreadsheets.
 
@@ -163,6 +164,11 @@ pub struct RunArgs {
     /// Print every row as it finishes
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Write a JSON summary of the run (counts, failures by cause, exit code) to FILE, or to
+    /// stdout with `-` (nothing else is written there then)
+    #[arg(long, value_name = "FILE|-", value_parser = Destination::parse)]
+    pub summary_json: Option<Destination>,
 }
 
 /// A number within `min..=max`, said in the message so that a person can fix it.

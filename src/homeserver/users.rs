@@ -248,6 +248,11 @@ pub struct ListedUser {
     pub user_type: Option<String>,
     #[serde(default)]
     pub creation_ts: Option<i64>,
+    /// Milliseconds; null for an account never seen (or not since Synapse began recording).
+    #[serde(default)]
+    pub last_seen_ts: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub locked: bool,
 }
 
 /// Synapse has sent `admin` and `deactivated` as booleans and as 0/1 over the years.

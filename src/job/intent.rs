@@ -87,6 +87,7 @@ impl<'a> Intent<'a> {
                 status: Status::Pending,
                 http_status: None,
                 errcode: String::new(),
+                cause: None,
                 message: before.to_string(),
                 attempts: 0,
                 duration: Default::default(),
@@ -123,6 +124,7 @@ impl<'a> Intent<'a> {
             status: Status::Ok,
             http_status,
             errcode: String::new(),
+            cause: None,
             message,
         }
     }

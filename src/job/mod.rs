@@ -22,7 +22,7 @@ use std::future::Future;
 use crate::executor::{Attempt, Fail};
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::{FieldDef, Row};
-use crate::results::{Key, Status};
+use crate::results::{Cause, Key, Status};
 
 pub use cache::Cache;
 pub use cells::{ADMIN_API_LOCAL, boolean, local_user, local_user_cell, optional, required, text};
@@ -39,6 +39,8 @@ pub struct Outcome {
     pub status: Status,
     pub http_status: Option<u16>,
     pub errcode: String,
+    /// Why it failed, when the job knows more than the errcode says (results' `cause`).
+    pub cause: Option<Cause>,
     pub message: String,
 }
 
@@ -48,6 +50,7 @@ impl Outcome {
             status: Status::Ok,
             http_status: Some(http_status),
             errcode: String::new(),
+            cause: None,
             message: String::new(),
         }
     }
@@ -57,6 +60,7 @@ impl Outcome {
             status: Status::Unchanged,
             http_status,
             errcode: String::new(),
+            cause: None,
             message: message.into(),
         }
     }
@@ -66,6 +70,7 @@ impl Outcome {
             status: Status::Failed,
             http_status: error.status(),
             errcode: error.errcode().to_string(),
+            cause: None,
             message: error.message(),
         }
     }
@@ -76,6 +81,7 @@ impl Outcome {
             status: Status::Failed,
             http_status: None,
             errcode: String::new(),
+            cause: None,
             message,
         }
     }
@@ -85,8 +91,15 @@ impl Outcome {
             status: Status::Invalid,
             http_status: None,
             errcode: String::new(),
+            cause: None,
             message: message.into(),
         }
+    }
+
+    /// The same outcome with its cause named (a 404 that means the user does not exist).
+    pub fn because(mut self, cause: Cause) -> Self {
+        self.cause = Some(cause);
+        self
     }
 
     /// The same outcome with another message (a 404 that means "no such user", say).

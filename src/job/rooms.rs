@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{Cache, Outcome, Step};
 use crate::executor::Fail;
 use crate::homeserver::{Homeserver, HsError, RoomState};
+use crate::results::Cause;
 
 #[derive(Default)]
 pub struct Rooms {
@@ -20,9 +21,11 @@ impl Rooms {
     /// The room id for a room cell (an id is itself; an alias is looked up once).
     pub async fn id(&self, hs: &Homeserver, room: &str) -> Step<String> {
         self.lookup_id(hs, room).await.map_err(|e| match e {
-            HsError::Status { status: 404, .. } => {
-                Fail::Final(Outcome::failed(&e).saying(format!("room alias {room} does not exist")))
-            }
+            HsError::Status { status: 404, .. } => Fail::Final(
+                Outcome::failed(&e)
+                    .because(Cause::RoomNotFound)
+                    .saying(format!("room alias {room} does not exist")),
+            ),
             e => e.into(),
         })
     }

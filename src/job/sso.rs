@@ -11,6 +11,7 @@ use super::{Intent, Outcome, Step};
 use crate::executor::Fail;
 use crate::homeserver::{ExternalId, Homeserver, HsError};
 use crate::input::ids::UserRef;
+use crate::results::Cause;
 
 /// Reads a provider id: Synapse stores any string, but one with white space is a typo.
 pub fn provider(cell: &str, what: &str) -> Result<String, String> {
@@ -30,11 +31,13 @@ pub fn provider(cell: &str, what: &str) -> Result<String, String> {
 pub async fn current(hs: &Homeserver, user_id: &str) -> Step<Vec<ExternalId>> {
     match hs.user(user_id).await {
         Ok(user) => Ok(user.external_ids),
-        Err(e @ HsError::Status { status: 404, .. }) => {
-            Err(Fail::Final(Outcome::failed(&e).saying(format!(
-                "no such user {user_id}: nothing was changed (this job never creates accounts)"
-            ))))
-        }
+        Err(e @ HsError::Status { status: 404, .. }) => Err(Fail::Final(
+            Outcome::failed(&e)
+                .because(Cause::UserNotFound)
+                .saying(format!(
+                    "no such user {user_id}: nothing was changed (this job never creates accounts)"
+                )),
+        )),
         Err(e) => Err(e.into()),
     }
 }

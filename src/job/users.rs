@@ -6,6 +6,7 @@ use super::{Cache, Outcome, Step};
 use crate::executor::Fail;
 use crate::homeserver::{Homeserver, HsError};
 use crate::input::ids::UserRef;
+use crate::results::Cause;
 
 #[derive(Default)]
 pub struct Users {
@@ -22,7 +23,9 @@ impl Users {
         match self.lookup(hs, address).await {
             Ok(id) => Ok(id),
             Err(e @ HsError::Status { status: 404, .. }) => Err(Fail::Final(
-                Outcome::failed(&e).saying(format!("no account has the email address {address}")),
+                Outcome::failed(&e)
+                    .because(Cause::EmailNotFound)
+                    .saying(format!("no account has the email address {address}")),
             )),
             Err(e) => Err(e.into()),
         }

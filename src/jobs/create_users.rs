@@ -44,7 +44,7 @@ use crate::job::{
     ADMIN_API_LOCAL, Check, Context, Intent, Job, Outcome, Planned, boolean, local_user, optional,
     required, text,
 };
-use crate::results::Key;
+use crate::results::{Cause, Key};
 
 /// Create accounts (admin API; columns: user, [displayname, password, email, admin, ...])
 #[derive(Debug, ClapArgs)]
@@ -343,14 +343,15 @@ impl CreateUsers {
             "{} was made by someone else (an SSO login? another admin?) after synbatch found it \
              free, and the PUT meant to create it modified it: {what}; check the account",
             task.user_id
-        ));
+        ))
+        .because(Cause::ChangedMeanwhile);
         outcome.http_status = Some(200);
         outcome
     }
 
     /// A 409: say who owns the mapping, and that a new account exists without it.
     async fn conflict(&self, hs: &Homeserver, task: &NewUser, e: &HsError, new: bool) -> Outcome {
-        let outcome = Outcome::failed(e);
+        let outcome = Outcome::failed(e).because(Cause::ExternalIdInUse);
         let Some(id) = &task.external_id else {
             return outcome;
         };
@@ -383,6 +384,7 @@ impl CreateUsers {
                 file.record(&task.user_id, password).map_err(|why| {
                     task.recorded.store(false, Ordering::SeqCst);
                     Outcome::failed_because(format!("{why}; the account was not created"))
+                        .because(Cause::LocalFile)
                 })
             }
             _ => Ok(()),
@@ -517,12 +519,13 @@ impl Job for CreateUsers {
                             "{} exists without its SSO mapping {} id {}: map it with \
                              set-external-id, or rerun with --on-existing update",
                             task.user_id, id.auth_provider, id.external_id
-                        )));
+                        ))
+                        .because(Cause::ExternalIdMissing));
                     }
                 }
                 OnExisting::Fail => {
                     let why = format!("{} exists already (--on-existing fail)", task.user_id);
-                    return Ok(Outcome::failed_because(why));
+                    return Ok(Outcome::failed_because(why).because(Cause::UserExists));
                 }
                 OnExisting::Update => {
                     let Some(account) = account else {

@@ -21,7 +21,7 @@ use crate::job::{
     ADMIN_API_LOCAL, Check, Context, Intent, Job, Outcome, Planned, Users, boolean, local_user,
     optional, required, text,
 };
-use crate::results::Key;
+use crate::results::{Cause, Key};
 
 /// Deactivate accounts (admin API; columns: user, [erase])
 #[derive(Debug, ClapArgs)]
@@ -151,7 +151,9 @@ impl Job for Deactivate {
             Ok(account) => account,
             Err(e @ HsError::Status { status: 404, .. }) => {
                 return Err(Fail::Final(
-                    Outcome::failed(&e).saying(format!("no such user {user_id}")),
+                    Outcome::failed(&e)
+                        .because(Cause::UserNotFound)
+                        .saying(format!("no such user {user_id}")),
                 ));
             }
             Err(e) => return Err(e.into()),

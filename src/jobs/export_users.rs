@@ -6,21 +6,26 @@
 //! guests only with `guests=true`. `next_token` is an offset, so an account created during the
 //! export shifts the next page by one: a name already on the previous page is not written twice.
 //!
-//! List entries carry no SSO mappings: with `--with-external-ids` (or `--provider`), each
-//! account is read with `GET /_synapse/admin/v2/users/<user_id>`, through the same executor as
-//! the row jobs (concurrent, rate-limited, retried). Lines keep the list's order.
+//! List entries carry no SSO mappings and no email addresses (threepids): with
+//! `--with-external-ids`, `--with-emails` (or `--provider`), each account is read with
+//! `GET /_synapse/admin/v2/users/<user_id>`, through the same executor as the row jobs
+//! (concurrent, rate-limited, retried). Lines keep the list's order. The list does carry
+//! `locked` and `last_seen_ts` (milliseconds, null for an account never seen), and
+//! `creation_ts` in milliseconds (the single-user GET gives seconds).
 //!
-//! Columns: user, displayname, admin, deactivated, user_type, creation_ts (milliseconds, as the
-//! list gives it), and with external ids one `external_ids` cell: `provider:id` pairs joined by
-//! `;` (a `%` or `;` inside a value is written `%25` or `%3B`). The `user` column makes the file
-//! a valid input for every row job.
+//! Columns: user, displayname, admin, deactivated, locked, user_type, created_at and
+//! last_seen_at (RFC 3339, UTC; last_seen_at empty if never seen), creation_ts_ms and
+//! last_seen_ts_ms (the list's milliseconds); with emails one `emails` cell (addresses joined by
+//! `;`), with external ids one `external_ids` cell: `provider:id` pairs joined by `;` (a `%` or
+//! `;` inside a value is written `%25` or `%3B`). The `user` column makes the file a valid input
+//! for every row job; `emails` is named so that no job takes it for a user column.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use clap::Args as ClapArgs;
 use tokio::sync::{Semaphore, mpsc};
@@ -33,6 +38,9 @@ use crate::exit::Exit;
 use crate::homeserver::{ExternalId, Homeserver, HsError, ListedUser, UserQuery};
 use crate::job::user_list::{ListError, Pager};
 use crate::job::{Outcome, classify};
+use crate::results::Status;
+use crate::results::failures::{Failures, Kind};
+use crate::results::json::{self, Destination, JsonSummary};
 
 /// How far the lister may run ahead of the line being written (bounds memory).
 const WINDOW: usize = 4096;
@@ -49,18 +57,20 @@ pub enum ExportFormat {
     long_about = "Export the server's accounts, every page of the admin account list \
         (GET /_synapse/admin/v2/users), to CSV (default) or JSON Lines, on stdout or -o \
         FILE.\n\n\
-        Columns: user, displayname, admin, deactivated, user_type, creation_ts \
-        (milliseconds). --with-external-ids adds an external_ids column of \
-        provider:id pairs joined by `;` (a `%` or `;` in a value is written %25 or %3B), \
-        read with one GET per account through the same concurrent, rate-limited executor \
-        as the row jobs. The `user` column makes the output a valid input for every row \
-        job.\n\n\
+        Columns: user, displayname, admin, deactivated, locked, user_type, created_at, \
+        creation_ts_ms, last_seen_at, last_seen_ts_ms (times in RFC 3339, UTC, and in \
+        milliseconds; last_seen is empty for an account never seen). --with-emails adds an \
+        emails column (addresses joined by `;`), --with-external-ids an external_ids column \
+        of provider:id pairs joined by `;` (a `%` or `;` in a value is written %25 or %3B); \
+        both are read with one GET per account (the list does not carry them) through the \
+        same concurrent, rate-limited executor as the row jobs. The `user` column makes the \
+        output a valid input for every row job.\n\n\
         Filters: --deactivated includes deactivated accounts (locked ones are always \
         in), --guests includes guests, \
         --admins keeps only admins, --name N keeps accounts whose localpart or display name \
         contains N, --provider P keeps only accounts with a mapping for P.",
     after_help = "Examples:\n  \
-        synbatch export-users -o users.csv --with-external-ids\n  \
+        synbatch export-users -o users.csv --with-external-ids --with-emails\n  \
         synbatch export-users --deactivated --format jsonl -o all.jsonl\n  \
         synbatch export-users --provider oidc-old | \\\n      \
         synbatch remove-external-id - --provider oidc-old --yes"
@@ -77,6 +87,11 @@ pub struct Args {
     /// Add an external_ids column: provider:id pairs joined by `;` (one GET per account)
     #[arg(long)]
     pub with_external_ids: bool,
+
+    /// Add an emails column: the account's email addresses joined by `;` (one GET per
+    /// account, shared with --with-external-ids)
+    #[arg(long)]
+    pub with_emails: bool,
 
     /// Include deactivated accounts
     #[arg(long)]
@@ -116,6 +131,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::cli::retries)]
     pub retries: u32,
 
+    /// Write a JSON summary (accounts written as `ok`, unreadable ones as `failed`, exit code)
+    /// to FILE, or to stdout with `-` (then the export needs -o)
+    #[arg(long, value_name = "FILE|-", value_parser = Destination::parse)]
+    pub summary_json: Option<Destination>,
+
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -126,12 +146,20 @@ struct Listed {
     user: ListedUser,
 }
 
-/// Reads one account's SSO mappings; an account gone since it was listed is `Err(None)`.
+/// What only the single-user GET tells of an account.
+#[derive(Debug, Default)]
+struct Details {
+    external_ids: Vec<ExternalId>,
+    emails: Vec<String>,
+}
+
+/// Reads one account's SSO mappings and emails; an account gone since it was listed is
+/// `Err(None)`.
 struct ReadMappings {
     hs: Arc<Homeserver>,
 }
 
-type Mappings = Result<Vec<ExternalId>, Option<Outcome>>;
+type Mappings = Result<Details, Option<Outcome>>;
 
 impl Work for ReadMappings {
     type Item = Listed;
@@ -139,7 +167,15 @@ impl Work for ReadMappings {
 
     async fn attempt(&self, item: &Listed) -> Attempt<Mappings> {
         match self.hs.user(&item.user.name).await {
-            Ok(user) => Ok(Ok(user.external_ids)),
+            Ok(user) => Ok(Ok(Details {
+                external_ids: user.external_ids,
+                emails: user
+                    .threepids
+                    .into_iter()
+                    .filter(|t| t.medium == "email")
+                    .map(|t| t.address)
+                    .collect(),
+            })),
             Err(HsError::Status { status: 404, .. }) => Ok(Err(None)),
             Err(e) => Err(classify(e).map(|o| Err(Some(o)))),
         }
@@ -150,8 +186,20 @@ impl Work for ReadMappings {
 struct Sink {
     format: ExportFormat,
     with_ids: bool,
+    with_emails: bool,
     csv: Option<csv::Writer<Box<dyn Write + Send>>>,
     plain: Option<Box<dyn Write + Send>>,
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// An instant of the list (milliseconds since 1970) in RFC 3339, UTC; empty when unknown.
+fn rfc3339_ms(ms: Option<i64>) -> String {
+    ms.and_then(|ms| u64::try_from(ms).ok())
+        .map(|ms| json::rfc3339(UNIX_EPOCH + Duration::from_millis(ms)))
+        .unwrap_or_default()
 }
 
 impl Sink {
@@ -159,10 +207,12 @@ impl Sink {
         out: Box<dyn Write + Send>,
         format: ExportFormat,
         with_ids: bool,
+        with_emails: bool,
     ) -> std::io::Result<Sink> {
         let mut sink = Sink {
             format,
             with_ids,
+            with_emails,
             csv: None,
             plain: None,
         };
@@ -174,9 +224,16 @@ impl Sink {
                     "displayname",
                     "admin",
                     "deactivated",
+                    "locked",
                     "user_type",
-                    "creation_ts",
+                    "created_at",
+                    "creation_ts_ms",
+                    "last_seen_at",
+                    "last_seen_ts_ms",
                 ];
+                if with_emails {
+                    header.push("emails");
+                }
                 if with_ids {
                     header.push("external_ids");
                 }
@@ -188,20 +245,31 @@ impl Sink {
         Ok(sink)
     }
 
-    fn write(&mut self, user: &ListedUser, ids: Option<&[ExternalId]>) -> std::io::Result<()> {
-        let cell = ids.map(external_ids_cell);
+    fn write(&mut self, user: &ListedUser, details: Option<&Details>) -> std::io::Result<()> {
+        let cell = details.map(|d| external_ids_cell(&d.external_ids));
+        let emails = details.map(|d| d.emails.join(";"));
+        let ms = |t: Option<i64>| t.map(|t| t.to_string()).unwrap_or_default();
+        let (created_at, last_seen_at) =
+            (rfc3339_ms(user.creation_ts), rfc3339_ms(user.last_seen_ts));
         match self.format {
             ExportFormat::Csv => {
                 let flag = |b: bool| if b { "true" } else { "false" };
-                let created = user.creation_ts.map(|t| t.to_string()).unwrap_or_default();
+                let (created, last_seen) = (ms(user.creation_ts), ms(user.last_seen_ts));
                 let mut record = vec![
                     user.name.as_str(),
                     user.displayname.as_deref().unwrap_or(""),
                     flag(user.admin),
                     flag(user.deactivated),
+                    flag(user.locked),
                     user.user_type.as_deref().unwrap_or(""),
+                    &created_at,
                     &created,
+                    &last_seen_at,
+                    &last_seen,
                 ];
+                if self.with_emails {
+                    record.push(emails.as_deref().unwrap_or(""));
+                }
                 if self.with_ids {
                     record.push(cell.as_deref().unwrap_or(""));
                 }
@@ -215,8 +283,14 @@ impl Sink {
                     displayname: Option<&'a str>,
                     admin: bool,
                     deactivated: bool,
+                    locked: bool,
                     user_type: Option<&'a str>,
-                    creation_ts: Option<i64>,
+                    created_at: Option<&'a str>,
+                    creation_ts_ms: Option<i64>,
+                    last_seen_at: Option<&'a str>,
+                    last_seen_ts_ms: Option<i64>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    emails: Option<Vec<&'a str>>,
                     #[serde(skip_serializing_if = "Option::is_none")]
                     external_ids: Option<String>,
                 }
@@ -225,8 +299,15 @@ impl Sink {
                     displayname: user.displayname.as_deref(),
                     admin: user.admin,
                     deactivated: user.deactivated,
+                    locked: user.locked,
                     user_type: user.user_type.as_deref(),
-                    creation_ts: user.creation_ts,
+                    created_at: nonempty(&created_at),
+                    creation_ts_ms: user.creation_ts,
+                    last_seen_at: nonempty(&last_seen_at),
+                    last_seen_ts_ms: user.last_seen_ts,
+                    emails: self.with_emails.then(|| {
+                        details.map_or(vec![], |d| d.emails.iter().map(String::as_str).collect())
+                    }),
                     external_ids: if self.with_ids {
                         Some(cell.unwrap_or_default())
                     } else {
@@ -271,10 +352,28 @@ struct Counts {
     vanished: u64,
     /// Their mappings could not be read.
     unread: u64,
+    /// Why, by kind, for `--summary-json`.
+    failures: Failures,
 }
 
-/// The export job.
+/// The export job, and its `--summary-json` however it ends.
 pub async fn run(args: Args) -> Result<(), Exit> {
+    if args.summary_json == Some(Destination::Stdout) && args.output.is_none() {
+        return Err(Exit::usage(
+            "--summary-json - and the export would both go to stdout: write the export with \
+             -o FILE, or the summary to a file",
+        ));
+    }
+    let clock = json::Clock::start();
+    let own: Vec<&Path> = args.output.as_deref().into_iter().collect();
+    let out = json::open(args.summary_json.as_ref(), &own)?;
+    let mut summary = JsonSummary::new(json::Source::Run, Some("export-users"));
+    let ended = export(&args, &mut summary).await;
+    json::finish(out, summary, &clock, ended)
+}
+
+/// Lists the accounts (and reads each one when asked for what only that tells) into the output.
+async fn export(args: &Args, summary: &mut JsonSummary) -> Result<(), Exit> {
     connect::check(&args.server)?;
     let provider = args.provider.as_deref().map(str::trim).map(String::from);
     if provider.as_deref() == Some("") {
@@ -305,10 +404,11 @@ pub async fn run(args: Args) -> Result<(), Exit> {
         .as_ref()
         .map_or("stdout".to_string(), |p| p.display().to_string());
     let out_error = |e: std::io::Error| Exit::aborted(format!("cannot write to {where_to}: {e}"));
-    let sink = Sink::new(out, format, args.with_external_ids).map_err(out_error)?;
+    let sink =
+        Sink::new(out, format, args.with_external_ids, args.with_emails).map_err(out_error)?;
 
     let started = Instant::now();
-    let need_ids = args.with_external_ids || provider.is_some();
+    let need_ids = args.with_external_ids || args.with_emails || provider.is_some();
     let limits = Limits::new(pool, args.rate, args.retries);
     let (counts, total, end) = if need_ids {
         export_with_mappings(conn.hs, query, limits, provider.clone(), sink).await
@@ -316,6 +416,10 @@ pub async fn run(args: Args) -> Result<(), Exit> {
         export_list(&conn.hs, query, args.retries, sink).await
     };
     let elapsed = started.elapsed();
+    summary.rows = counts.written + counts.unread;
+    summary.counts.ok = counts.written;
+    summary.counts.failed = counts.unread;
+    summary.set_failures(&counts.failures);
     match end {
         Ok(()) => {}
         Err(Ended::List(ListError::Abort(reason))) => {
@@ -488,14 +592,14 @@ fn write_in_order(
             window.add_permits(1);
             let user = &finished.item.user;
             match &finished.output {
-                Ok(ids) => {
+                Ok(details) => {
                     if let Some(p) = &provider
-                        && !ids.iter().any(|m| &m.auth_provider == p)
+                        && !details.external_ids.iter().any(|m| &m.auth_provider == p)
                     {
                         counts.filtered += 1;
                         continue;
                     }
-                    if let Err(e) = sink.write(user, Some(ids)) {
+                    if let Err(e) = sink.write(user, Some(details)) {
                         return (counts, Err(e));
                     }
                     counts.written += 1;
@@ -503,8 +607,15 @@ fn write_in_order(
                 Err(None) => counts.vanished += 1,
                 Err(Some(outcome)) => {
                     counts.unread += 1;
+                    let kind = Kind {
+                        status: Status::Failed,
+                        http_status: outcome.http_status,
+                        errcode: outcome.errcode.clone(),
+                        cause: String::new(),
+                    };
+                    counts.failures.add(kind, &outcome.message);
                     eprintln!(
-                        "export-users: cannot read the SSO mappings of {}: {} {} {}",
+                        "export-users: cannot read the account {}: {} {} {}",
                         user.name,
                         outcome.http_status.map_or(String::new(), |s| s.to_string()),
                         outcome.errcode,

@@ -14,7 +14,7 @@
 use clap::Args as ClapArgs;
 
 use crate::cli::RowArgs;
-use crate::executor::Attempt;
+use crate::executor::{Attempt, Fail};
 use crate::exit::Exit;
 use crate::homeserver::{Homeserver, HsError, Membership};
 use crate::input::ids::{self, UserRef};
@@ -22,6 +22,7 @@ use crate::input::{FieldDef, REASON, ROOM, USER};
 use crate::job::rooms::Rooms;
 use crate::job::user_room::{self, RoomAction, UserRoom};
 use crate::job::{Context, Intent, Outcome, Users};
+use crate::results::Cause;
 
 /// Invite users to rooms (Client-Server API; columns: user, room, [reason])
 #[derive(Debug, ClapArgs)]
@@ -85,6 +86,11 @@ impl RoomAction for Invite {
                     false => Outcome::unchanged(Some(403), "already in the room"),
                 })
             }
+            // A room whose state the server does not have (404 when it was read): Synapse
+            // answers the invite with 403 "Unknown room".
+            Err(e @ HsError::Status { status: 403, .. }) if state.members.is_empty() => Err(
+                Fail::Final(Outcome::failed(&e).because(Cause::RoomNotFound)),
+            ),
             Err(e) => Err(e.into()),
         }
     }

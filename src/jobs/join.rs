@@ -20,6 +20,7 @@ use crate::input::{FieldDef, ROOM, USER};
 use crate::job::rooms::Rooms;
 use crate::job::user_room::{self, RoomAction, UserRoom};
 use crate::job::{Context, Intent, Outcome, Step, Users};
+use crate::results::Cause;
 
 /// Join users to rooms (admin API; columns: user, room)
 #[derive(Debug, ClapArgs)]
@@ -77,6 +78,16 @@ pub async fn join_user(
             if e.message().contains("is already in the room") =>
         {
             Ok(doubt)
+        }
+        // The room is an id by now (an alias was resolved above). Synapse checks the user
+        // first: 404 M_NOT_FOUND "User not found"; a room id it does not know is 404 M_UNKNOWN
+        // "Can't join remote room ...".
+        Err(e @ HsError::Status { status: 404, .. }) => {
+            let cause = match e.errcode() {
+                "M_NOT_FOUND" => Cause::UserNotFound,
+                _ => Cause::RoomNotFound,
+            };
+            Err(Fail::Final(Outcome::failed(&e).because(cause)))
         }
         Err(e) => Err(Fail::from(e)),
     }

@@ -24,6 +24,8 @@ use crate::executor::{self, Limits, Stop};
 use crate::exit::Exit;
 use crate::homeserver::{DeletedMedia, Homeserver, HsError, MediaPurge};
 use crate::job::{Outcome, classify};
+use crate::results::failures::{Failures, Kind};
+use crate::results::json::{self, Destination, JsonSummary};
 use crate::results::{Key, ResultLine, ResultsWriter, Status};
 
 /// Delete all local media last accessed before a date (admin API; no input file)
@@ -75,6 +77,10 @@ pub struct Args {
     /// Retries after a passing failure (the purge is safe to repeat)
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::cli::retries)]
     pub retries: u32,
+
+    /// Write a JSON summary (media deleted as `ok`, exit code) to FILE, or to stdout with `-`
+    #[arg(long, value_name = "FILE|-", value_parser = Destination::parse)]
+    pub summary_json: Option<Destination>,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -267,8 +273,18 @@ fn describe(purge: &MediaPurge, homeserver: &str) -> String {
     what
 }
 
-/// The purge job: check the options, connect, say what will happen, ask, send, record.
+/// The purge job, and its `--summary-json` however it ends.
 pub async fn run(args: Args) -> Result<(), Exit> {
+    let clock = json::Clock::start();
+    let out = json::open(args.summary_json.as_ref(), &[&results_path(&args)])?;
+    let mut summary = JsonSummary::new(json::Source::Run, Some("purge-media"));
+    summary.dry_run = args.dry_run;
+    let ended = purge(&args, &mut summary).await;
+    json::finish(out, summary, &clock, ended)
+}
+
+/// Checks the options, connects, says what will happen, asks, sends, records.
+async fn purge(args: &Args, summary: &mut JsonSummary) -> Result<(), Exit> {
     connect::check(&args.server)?;
     let now = now_ms();
     let before_ts = parse_before(&args.before, now).map_err(Exit::usage)?;
@@ -300,23 +316,33 @@ pub async fn run(args: Args) -> Result<(), Exit> {
             query.push_str(&format!("&size_gt={size}"));
         }
         query.push_str(&format!("&keep_profiles={}", purge.keep_profiles));
-        println!("POST /_synapse/admin/v1/media/delete?{query}");
+        let request = format!("POST /_synapse/admin/v1/media/delete?{query}");
+        // stdout holds the summary alone when it goes there.
+        match args.summary_json {
+            Some(Destination::Stdout) => eprintln!("{request}"),
+            _ => println!("{request}"),
+        }
         eprintln!("dry run of purge-media: nothing was sent or written");
         return Ok(());
     }
     confirm::confirm(&what, args.yes).map_err(Exit::Usage)?;
-    let path = args
-        .results
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("purge-media.results.csv"));
+    let path = results_path(args);
     // Opened before the request: a results file that cannot be written stops the job while
     // nothing is deleted yet.
     // A file that cannot be opened is bad usage (another job's, a link); one that stops taking
     // lines after the purge is an aborted run.
     let mut writer = ResultsWriter::open(&path, "purge-media", &["media"]).map_err(Exit::usage)?;
     let record = |e| Exit::aborted(format!("cannot write the results file: {e}"));
+    summary.set_results(&path);
     let started = Instant::now();
-    let (deleted, attempts) = send(&conn.hs, &purge, args.retries).await?;
+    let mut failures = Failures::default();
+    let sent = send(&conn.hs, &purge, args.retries, &mut failures).await;
+    if !failures.sorted().is_empty() {
+        summary.counts.failed = 1;
+        summary.rows = 1;
+        summary.set_failures(&failures);
+    }
+    let (deleted, attempts) = sent?;
     let elapsed = started.elapsed();
     for (i, id) in deleted.deleted_media.iter().enumerate() {
         let uri = format!("mxc://{}/{id}", conn.server_name);
@@ -327,6 +353,7 @@ pub async fn run(args: Args) -> Result<(), Exit> {
                 status: Status::Ok,
                 http_status: Some(200),
                 errcode: String::new(),
+                cause: None,
                 message: String::new(),
                 attempts,
                 duration: elapsed,
@@ -335,6 +362,8 @@ pub async fn run(args: Args) -> Result<(), Exit> {
             .map_err(record)?;
     }
     writer.sync().map_err(record)?;
+    summary.rows = deleted.deleted_media.len() as u64;
+    summary.counts.ok = summary.rows;
     eprintln!(
         "purge-media: deleted {} media items in {:.1}s",
         deleted.deleted_media.len().max(deleted.total as usize),
@@ -344,12 +373,20 @@ pub async fn run(args: Args) -> Result<(), Exit> {
     Ok(())
 }
 
+fn results_path(args: &Args) -> PathBuf {
+    args.results
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("purge-media.results.csv"))
+}
+
 /// Sends the purge under the executor's retry policy: a repeated purge deletes nothing twice.
-/// A refusal, or retries run out, is exit 1; a token or server that cannot do it, exit 3.
+/// A refusal, or retries run out, is exit 1 (and goes into `failures`); a token or server that
+/// cannot do it, exit 3.
 async fn send(
     hs: &Homeserver,
     purge: &MediaPurge,
     retries: u32,
+    failures: &mut Failures,
 ) -> Result<(DeletedMedia, u32), Exit> {
     let attempt = || async {
         match hs.purge_media(purge).await {
@@ -373,6 +410,13 @@ async fn send(
                 "synbatch: purge-media failed: {}",
                 refused(&outcome, attempts)
             );
+            let kind = Kind {
+                status: Status::Failed,
+                http_status: outcome.http_status,
+                errcode: outcome.errcode.clone(),
+                cause: String::new(),
+            };
+            failures.add(kind, &outcome.message);
             Err(Exit::RowsFailed)
         }
         Err(Stop::Aborted(reason)) => Err(Exit::Aborted(reason)),

@@ -22,7 +22,7 @@ use crate::input::{EXTERNAL_ID, FieldDef, PROVIDER, Row, USER};
 use crate::job::Intent;
 use crate::job::sso;
 use crate::job::{Check, Context, Job, Outcome, Planned, Users, local_user_cell, required, text};
-use crate::results::Key;
+use crate::results::{Cause, Key};
 
 /// Map users to an SSO provider's ids, keeping their other mappings (columns: user, provider,
 /// external_id)
@@ -125,7 +125,9 @@ impl SetExternalId {
                  {lookup}); nothing was changed"
             ),
         };
-        Outcome::failed(&e).saying(message)
+        Outcome::failed(&e)
+            .because(Cause::ExternalIdInUse)
+            .saying(message)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The results file: one CSV line per finished row, appended and flushed as rows finish, and
 //! read back to resume a run.
 //!
-//! Columns: `row,key,status,http_status,errcode,message,attempts,finished_at,duration_ms`, then
-//! the job's normalised fields. A later line for a key supersedes an earlier one; a last line
+//! Columns: `row,key,status,http_status,errcode,cause,message,attempts,finished_at,duration_ms`,
+//! then the job's normalised fields. `cause` (a [`Cause`] slug) came after the first files were
+//! written: a file without it is still read, and appended to in its own columns. A later line for a key supersedes an earlier one; a last line
 //! without its newline was cut short by a crash and is ignored. Every line is one physical
 //! line, read on its own: a damaged line costs only itself ([`lines`]).
 //!
@@ -19,22 +20,27 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod cause;
+pub mod failures;
 pub mod file;
+pub mod json;
 mod key;
 pub mod lines;
 mod record;
 pub mod summary;
 
+pub use cause::Cause;
 pub use key::Key;
 pub use lines::{Lines, Unreadable};
 pub use record::Record;
 
-pub const FIXED_COLUMNS: [&str; 9] = [
+pub const FIXED_COLUMNS: [&str; 10] = [
     "row",
     "key",
     "status",
     "http_status",
     "errcode",
+    "cause",
     "message",
     "attempts",
     "finished_at",
@@ -44,7 +50,7 @@ pub const FIXED_COLUMNS: [&str; 9] = [
 /// How often the file is synced to disk (each line is already handed to the OS as it is written).
 const SYNC_EVERY: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
     Ok,
     Unchanged,
@@ -96,6 +102,8 @@ pub struct ResultLine {
     pub status: Status,
     pub http_status: Option<u16>,
     pub errcode: String,
+    /// Why it failed, when the job knows more than the errcode says.
+    pub cause: Option<Cause>,
     pub message: String,
     pub attempts: u32,
     pub duration: Duration,
@@ -181,11 +189,30 @@ pub fn header(fields: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The header of files written before the `cause` column: still appended to as they are.
+fn legacy_header(fields: &[&str]) -> Vec<String> {
+    header(fields)
+        .into_iter()
+        .filter(|c| c != "cause")
+        .collect()
+}
+
+/// Where a results file's own fields start: after `duration_ms`, the last fixed column (a file
+/// from before the `cause` column has one fixed column fewer).
+pub fn first_field(header: &csv::ByteRecord) -> usize {
+    header
+        .iter()
+        .position(|h| h == b"duration_ms")
+        .map_or(FIXED_COLUMNS.len(), |at| at + 1)
+}
+
 /// Appends result lines to the file, flushing each batch to the OS and syncing now and then.
 pub struct ResultsWriter {
     path: PathBuf,
     csv: csv::Writer<BufWriter<File>>,
     last_sync: Instant,
+    /// The file has a `cause` column (every file but those of earlier versions).
+    with_cause: bool,
 }
 
 impl ResultsWriter {
@@ -205,6 +232,7 @@ impl ResultsWriter {
             std::fs::TryLockError::Error(e) => io_err(path)(e),
         })?;
         let len = file.metadata().map_err(io_err(path))?.len();
+        let mut with_cause = true;
         if len > 0 {
             file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
             let mut lines = Lines::new(BufReader::new(&mut file)).map_err(io_err(path))?;
@@ -220,6 +248,7 @@ impl ResultsWriter {
                         expected: job.to_string(),
                     });
                 }
+                _ if found == legacy_header(fields).join(",") => with_cause = false,
                 _ if found != expected.join(",") => {
                     return Err(ResultsError::OtherColumns {
                         path: path.to_path_buf(),
@@ -247,12 +276,16 @@ impl ResultsWriter {
             path: path.to_path_buf(),
             csv,
             last_sync: Instant::now(),
+            with_cause,
         })
     }
 
     pub fn write(&mut self, line: &ResultLine) -> Result<(), ResultsError> {
         let line = &*redacted(line);
-        let cells = cells(line);
+        let mut cells = cells(line);
+        if !self.with_cause {
+            cells.remove(CAUSE_AT);
+        }
         self.csv
             .write_record(cells.iter().map(|c| c.as_ref()))
             .map_err(|source| ResultsError::Csv {
@@ -285,6 +318,9 @@ impl ResultsWriter {
 /// The cells of a results line. One record, one physical line: that is what lets a torn tail
 /// be found and cut off, and a damaged line be read past. Any cell may hold a line break (a
 /// quoted display name, a bad cell in a key, a server's errcode).
+/// Where `cause` is in [`FIXED_COLUMNS`].
+const CAUSE_AT: usize = 5;
+
 fn cells(line: &ResultLine) -> Vec<Cow<'_, str>> {
     let owned = |s: String| Cow::Owned(s);
     let finished = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
@@ -294,6 +330,7 @@ fn cells(line: &ResultLine) -> Vec<Cow<'_, str>> {
         Cow::Borrowed(line.status.as_str()),
         owned(line.http_status.map(|s| s.to_string()).unwrap_or_default()),
         one_line(&line.errcode),
+        Cow::Borrowed(line.cause.map_or("", Cause::as_str)),
         one_line(&line.message),
         owned(line.attempts.to_string()),
         owned(finished),
@@ -488,6 +525,7 @@ mod tests {
             status,
             http_status: Some(200),
             errcode: String::new(),
+            cause: None,
             message: "a, \"quoted\"\nmessage".into(),
             attempts: 1,
             duration: Duration::from_millis(12),
@@ -637,7 +675,7 @@ mod tests {
         // An unreadable first line does not decide.
         std::fs::write(
             &path,
-            format!("{head}\n1,\"join @a,ok\n2,invite @b,ok,,,,1,t,0,@b,#r\n"),
+            format!("{head}\n1,\"join @a,ok\n2,invite @b,ok,,,,,1,t,0,@b,#r\n"),
         )
         .unwrap();
         let err = ResultsWriter::open(&path, "join", &["user", "room"])

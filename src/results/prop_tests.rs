@@ -21,7 +21,7 @@ use super::{Latest, Lines, ResultLine, ResultsWriter, Status, cells, header, one
 
 const FIELDS: [&str; 2] = ["user", "room"];
 /// The width of a line: the fixed columns and the job's two fields.
-const WIDTH: usize = 11;
+const WIDTH: usize = 12;
 
 /// The seeds to run: `SYNBATCH_SEED` alone, or `0..cases`.
 pub(crate) fn seeds(cases: u64) -> Vec<u64> {
@@ -73,6 +73,7 @@ fn valid(rng: &mut Rng, n: usize, plain: bool) -> ResultLine {
         } else {
             text(rng, plain)
         },
+        cause: rng.bool().then_some(super::Cause::UserNotFound),
         message: text(rng, plain),
         attempts: rng.u32(0..9),
         duration: Duration::from_millis(rng.u64(0..5000)),

@@ -8,17 +8,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, Write};
 use std::path::Path;
 
+use super::failures::{Failures, Kind};
 use super::file::{self, Output};
-use super::{FIXED_COLUMNS, KeyId, Lines, ResultsError, Status, Unreadable, io_err};
-
-/// Errcodes of failed and invalid rows: how many, and one message as an example.
-type ByErrcode = BTreeMap<String, (u64, String)>;
+use super::json::{self, JsonSummary};
+use super::{Cause, KeyId, Lines, ResultsError, Status, Unreadable, cause, first_field, io_err};
 
 pub struct Summary {
     /// Readable lines.
     pub lines: u64,
     pub by_status: BTreeMap<&'static str, u64>,
-    pub by_errcode: ByErrcode,
+    /// Failed and invalid rows by kind: errcode and cause (see [`cause`]).
+    pub failures: Failures,
+    /// The first and last `finished_at` of the lines counted (RFC 3339 sorts as text).
+    pub first_finished: Option<String>,
+    pub last_finished: Option<String>,
     /// The job that wrote the file (the first word of its keys).
     pub job: Option<String>,
     pub failed_written: u64,
@@ -62,6 +65,8 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
     let unreadable = lines.into_unreadable();
     let at = |name: &str| headers.iter().position(|h| h == name.as_bytes());
     let (errcode_at, message_at) = (at("errcode"), at("message"));
+    let (cause_at, http_at, finished_at) = (at("cause"), at("http_status"), at("finished_at"));
+    let fields_at = first_field(&headers);
 
     let mut out = match failed {
         Some(out) => {
@@ -69,7 +74,7 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
             let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
             // The job's own fields, after the fixed columns: a valid input for the same job.
             writer
-                .write_record(headers.iter().skip(FIXED_COLUMNS.len()))
+                .write_record(headers.iter().skip(fields_at))
                 .map_err(csv_err(out))?;
             Some((writer, out))
         }
@@ -78,7 +83,9 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
     let mut summary = Summary {
         lines: count,
         by_status: BTreeMap::new(),
-        by_errcode: BTreeMap::new(),
+        failures: Failures::default(),
+        first_finished: None,
+        last_finished: None,
         job: None,
         failed_written: 0,
         unreadable,
@@ -99,21 +106,43 @@ pub fn summarise(path: &Path, failed: Option<&Path>) -> Result<Summary, ReportEr
             summary.job = Some(super::Key::job_of(key).to_string());
         }
         *summary.by_status.entry(status.as_str()).or_default() += 1;
+        let finished = text(finished_at);
+        if !finished.is_empty() {
+            if summary
+                .first_finished
+                .as_ref()
+                .is_none_or(|f| finished < *f)
+            {
+                summary.first_finished = Some(finished.clone());
+            }
+            if summary.last_finished.as_ref().is_none_or(|l| finished > *l) {
+                summary.last_finished = Some(finished);
+            }
+        }
         if matches!(status, Status::Failed | Status::Invalid) {
-            let errcode = Some(text(errcode_at))
-                .filter(|e| !e.is_empty())
-                .unwrap_or_else(|| "(none)".into());
-            let entry = summary
-                .by_errcode
-                .entry(errcode)
-                .or_insert_with(|| (0, text(message_at)));
-            entry.0 += 1;
+            let message = text(message_at);
+            // A file from before the `cause` column: what its messages tell.
+            let cause = match cause_at {
+                Some(_) => text(cause_at),
+                None if status == Status::Failed => cause::from_message(&message)
+                    .map(Cause::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                None => String::new(),
+            };
+            let kind = Kind {
+                status,
+                http_status: text(http_at).parse().ok(),
+                errcode: text(errcode_at),
+                cause,
+            };
+            summary.failures.add(kind, &message);
         }
         if status == Status::Failed
             && let Some((writer, out)) = out.as_mut()
         {
             writer
-                .write_record(record.iter().skip(FIXED_COLUMNS.len()))
+                .write_record(record.iter().skip(fields_at))
                 .map_err(csv_err(out))?;
             summary.failed_written += 1;
         }
@@ -139,6 +168,31 @@ fn open(path: &Path) -> Result<Lines<BufReader<std::fs::File>>, ResultsError> {
         });
     }
     Ok(lines)
+}
+
+/// The summary as `report --json` writes it: the shape of `--summary-json`, from the latest
+/// line of every key. `exit_code` is the report's own (1 while any row is not done).
+pub fn to_json(path: &Path, s: &Summary) -> JsonSummary {
+    let mut j = JsonSummary::new(json::Source::Report, s.job.as_deref());
+    j.started_at = s.first_finished.clone();
+    j.finished_at = s.last_finished.clone();
+    j.set_results(path);
+    j.rows = s.by_status.values().sum();
+    j.counts = json::Counts::of(&s.by_status);
+    j.set_failures(&s.failures);
+    j.exit_code = if s.all_done() { 0 } else { 1 };
+    j
+}
+
+impl Summary {
+    /// Whether every key is ok or unchanged (`report`'s exit 0).
+    pub fn all_done(&self) -> bool {
+        ["failed", "invalid", "pending"]
+            .iter()
+            .filter_map(|s| self.by_status.get(s))
+            .sum::<u64>()
+            == 0
+    }
 }
 
 /// Prints the summary; `failed` names the file the failed rows went to.
@@ -179,10 +233,21 @@ pub fn print(
              reads their state from the server)"
         )?;
     }
-    if !s.by_errcode.is_empty() {
-        writeln!(out, "failed and invalid rows by errcode:")?;
-        for (errcode, (n, sample)) in &s.by_errcode {
-            writeln!(out, "  {errcode:<20} {n:>8}  e.g. {sample}")?;
+    let groups = s.failures.sorted();
+    if !groups.is_empty() {
+        writeln!(out, "failed and invalid rows by cause:")?;
+        for (kind, group) in groups {
+            writeln!(
+                out,
+                "  {:<8} {:>8}  {}  e.g. {}",
+                kind.status.as_str(),
+                group.count,
+                kind.describe(),
+                group.example
+            )?;
+        }
+        if s.failures.others > 0 {
+            writeln!(out, "  (and {} rows of other kinds)", s.failures.others)?;
         }
     }
     if let Some(failed) = failed {
@@ -202,7 +267,7 @@ pub fn print(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{ResultLine, ResultsWriter};
+    use crate::results::{Cause, ResultLine, ResultsWriter};
     use std::time::Duration;
 
     fn line(row: u64, user: &str, status: Status, errcode: &str) -> ResultLine {
@@ -212,6 +277,7 @@ mod tests {
             status,
             http_status: None,
             errcode: errcode.into(),
+            cause: None,
             message: format!("about {user}"),
             attempts: 1,
             duration: Duration::ZERO,
@@ -238,11 +304,17 @@ mod tests {
         assert_eq!(s.by_status.get("ok"), Some(&1));
         assert_eq!(s.by_status.get("failed"), Some(&1));
         assert_eq!(s.by_status.get("invalid"), Some(&1));
+        let groups: Vec<_> = s
+            .failures
+            .sorted()
+            .into_iter()
+            .map(|(k, g)| (k.errcode.as_str(), g.count, g.example.as_str()))
+            .collect();
+        // M_NOT_FOUND was superseded by a later ok.
         assert_eq!(
-            s.by_errcode.get("M_FORBIDDEN"),
-            Some(&(1, "about @b:x".into()))
+            groups,
+            [("M_FORBIDDEN", 1, "about @b:x"), ("", 1, "about @c:x")]
         );
-        assert!(!s.by_errcode.contains_key("M_NOT_FOUND"), "superseded");
         assert_eq!(s.job.as_deref(), Some("join"));
         assert_eq!(s.failed_written, 1);
         assert_eq!(
@@ -290,6 +362,86 @@ mod tests {
         print(&path, &s, None, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(!text.contains("pending"), "{text}");
+    }
+
+    /// The issue: "M_NOT_FOUND 4" hid two missing users, a missing room and an unknown email.
+    #[test]
+    fn failures_are_grouped_by_cause_in_text_and_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
+        let causes = [
+            Cause::UserNotFound,
+            Cause::UserNotFound,
+            Cause::RoomNotFound,
+            Cause::EmailNotFound,
+        ];
+        for (i, cause) in causes.into_iter().enumerate() {
+            let mut l = line(i as u64, &format!("@u{i}:x"), Status::Failed, "M_NOT_FOUND");
+            l.http_status = Some(404);
+            l.cause = Some(cause);
+            w.write(&l).unwrap();
+        }
+        w.sync().unwrap();
+        drop(w);
+        let s = summarise(&path, None).unwrap();
+        let mut text = Vec::new();
+        print(&path, &s, None, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for expected in [
+            "failed          2  user not found (M_NOT_FOUND, HTTP 404)  e.g. about @u0:x",
+            "failed          1  room not found (M_NOT_FOUND, HTTP 404)",
+            "failed          1  email not found (M_NOT_FOUND, HTTP 404)",
+        ] {
+            assert!(text.contains(expected), "{expected}\n{text}");
+        }
+        let j = serde_json::to_value(to_json(&path, &s)).unwrap();
+        assert_eq!(j["source"], "report");
+        assert_eq!(j["exit_code"], 1);
+        assert_eq!(j["counts"]["failed"], 4);
+        assert_eq!(j["failures"][0]["cause"], "user_not_found");
+        assert_eq!(j["failures"][0]["count"], 2);
+        assert_eq!(j["failures"].as_array().unwrap().len(), 3);
+        assert!(j["started_at"].as_str().unwrap() <= j["finished_at"].as_str().unwrap());
+    }
+
+    /// Files from before the `cause` column: read, grouped by what their messages say, and
+    /// `--failed` takes their fields from the right column.
+    #[test]
+    fn files_without_a_cause_column_are_grouped_by_their_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(
+            &path,
+            "row,key,status,http_status,errcode,message,attempts,finished_at,duration_ms,user,room\n\
+             1,join @a:x #r:x,failed,404,M_NOT_FOUND,User not found,1,2025-01-01T00:00:00.000Z,12,@a:x,#r:x\n\
+             2,join @b:x #s:x,failed,404,M_NOT_FOUND,room alias #s:x does not exist,1,2025-01-01T00:00:01.000Z,9,@b:x,#s:x\n",
+        )
+        .unwrap();
+        let out = dir.path().join("retry.csv");
+        let s = summarise(&path, Some(&out)).unwrap();
+        let causes: Vec<_> = s
+            .failures
+            .sorted()
+            .iter()
+            .map(|(k, _)| k.cause.clone())
+            .collect();
+        assert_eq!(causes, ["room_not_found", "user_not_found"]);
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "user,room\n@a:x,#r:x\n@b:x,#s:x\n"
+        );
+        // Appending keeps the file's own columns.
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
+        let mut l = line(1, "@a:x", Status::Failed, "M_NOT_FOUND");
+        l.key = "join @a:x #r:x".into();
+        l.cause = Some(Cause::UserNotFound);
+        w.write(&l).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().all(|l| l.split(',').count() == 11), "{text}");
+        assert_eq!(summarise(&path, None).unwrap().lines, 3);
     }
 
     /// The issue: a stray quote made report count 5 rows of 1,000.

@@ -21,6 +21,7 @@ use crate::input::{Binder, Input};
 use crate::job::user_list::{ListError, Pager};
 use crate::job::{Context, Job};
 use crate::results::Status;
+use crate::results::json::{self, JsonSummary};
 use pipeline::Summary;
 use plan::{Kind, Mode, RunPlan};
 
@@ -38,9 +39,29 @@ pub async fn run<J: Job>(job: J, args: &RowArgs) -> Result<(), Exit> {
     run_from(job, args, Source::Input).await
 }
 
+/// Runs a row job on the rows of `source`, and writes its `--summary-json` however it ends.
+pub async fn run_from<J: Job>(job: J, args: &RowArgs, source: Source) -> Result<(), Exit> {
+    let clock = json::Clock::start();
+    let plan = RunPlan::new(args, job.name(), job.concurrency(), false);
+    let mut own = vec![plan.results.as_path()];
+    own.extend(plan.input.path.as_deref());
+    let out = json::open(args.run.summary_json.as_ref(), &own)?;
+    let mut summary = JsonSummary::new(json::Source::Run, Some(job.name()));
+    summary.dry_run = args.run.dry_run && !args.run.check;
+    summary.check = args.run.check;
+    let ended = run_job(job, args, source, &mut summary).await;
+    json::finish(out, summary, &clock, ended)
+}
+
 /// Runs a row job on the rows of `source`. Everything that can be checked without the network
 /// (options, the input's header, the results file for `--retry-failed`) is checked first.
-pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Result<(), Exit> {
+/// What the run did goes into `facts`, for `--summary-json`.
+async fn run_job<J: Job>(
+    mut job: J,
+    args: &RowArgs,
+    source: Source,
+    facts: &mut JsonSummary,
+) -> Result<(), Exit> {
     connect::check(&args.server)?;
     let terminal = std::io::stderr().is_terminal();
     let plan = RunPlan::new(args, job.name(), job.concurrency(), terminal);
@@ -149,6 +170,13 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
     let summary = pipeline::run(Arc::new(job), hs, ctx, input, &plan, count)
         .await
         .map_err(Exit::usage)?;
+    if plan.kind == Kind::Run {
+        facts.set_results(&plan.results);
+    }
+    facts.rows = summary.tally.total();
+    facts.skipped = summary.skipped;
+    facts.counts = json::Counts::of(&summary.tally.by_status);
+    facts.set_failures(&summary.tally.failures);
     if let Some(lister) = lister {
         let listed = lister.await.expect("the account lister does not panic");
         match listed {

@@ -97,11 +97,16 @@ impl<J: Job> Work for Checks<J> {
             status,
             http_status: None,
             errcode: String::new(),
+            cause: None,
             message,
         };
         match verdict.map_err(classify)? {
             Check::Runs(note) => Ok(outcome(Status::Ok, note.unwrap_or_default())),
-            Check::Fails(why) => Ok(outcome(Status::Failed, why)),
+            // The checks say why in words; the causes are read from them (results::cause).
+            Check::Fails(why) => Ok(Outcome {
+                cause: crate::results::cause::from_message(&why),
+                ..outcome(Status::Failed, why)
+            }),
         }
     }
 }
@@ -133,6 +138,7 @@ fn line(
         status: outcome.status,
         http_status: outcome.http_status,
         errcode: outcome.errcode,
+        cause: outcome.cause,
         message: outcome.message,
         attempts,
         duration,
@@ -169,8 +175,11 @@ pub async fn run<J: Job>(
         Kind::DryRun => Sink::DryRun {
             requests: 0,
             invalid: 0,
+            to_stderr: plan.stdout_taken,
         },
-        Kind::Check => Sink::Check,
+        Kind::Check => Sink::Check {
+            to_stderr: plan.stdout_taken,
+        },
     };
     let report = Report::new(plan.progress, plan.verbosity);
     if let Some(count) = count.filter(|_| plan.progress) {
@@ -300,6 +309,7 @@ fn read_and_plan<J: Job>(
                     status: Status::Ok,
                     http_status: None,
                     errcode: String::new(),
+                    cause: None,
                     message: job.describe(&task),
                 },
                 Ok(task) => {
@@ -377,9 +387,17 @@ fn write_results(
                     Ok(()) => written.push(line),
                     Err(e) => fail(e, &mut error),
                 },
-                Record::Pending(line, ack) => match sink.write(&line).and_then(|()| sink.flush()) {
+                // The rows finished before it are flushed and counted first: a pending line
+                // that does not fit (a full disk) must not cost them their count.
+                Record::Pending(line, ack) => match sink.flush() {
                     Ok(()) => {
-                        let _ = ack.send(());
+                        written.drain(..).for_each(|line| report.record(&line));
+                        match sink.write(&line).and_then(|()| sink.flush()) {
+                            Ok(()) => {
+                                let _ = ack.send(());
+                            }
+                            Err(e) => fail(e, &mut error),
+                        }
                     }
                     Err(e) => fail(e, &mut error),
                 },

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::RowArgs;
 use crate::executor::Limits;
 use crate::input::InputSpec;
+use crate::results::json::Destination;
 use crate::results::{Latest, Status};
 use crate::rows::progress::Verbosity;
 
@@ -58,6 +59,9 @@ pub struct RunPlan {
     pub progress: bool,
     /// `--yes`: the confirmation of a destructive job was given in advance.
     pub yes: bool,
+    /// `--summary-json -`: stdout holds the summary alone; a dry run's and a check's lines go
+    /// to stderr.
+    pub stdout_taken: bool,
 }
 
 impl RunPlan {
@@ -108,6 +112,7 @@ impl RunPlan {
             },
             progress: kind == Kind::Run && verbosity != Verbosity::Quiet && terminal,
             yes: run.yes,
+            stdout_taken: run.summary_json == Some(Destination::Stdout),
         }
     }
 }
@@ -144,6 +149,7 @@ mod tests {
             yes: false,
             quiet: false,
             verbose: false,
+            summary_json: None,
         };
         flags(&mut run);
         RowArgs {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::results::failures::Failures;
 use crate::results::{ResultLine, Status};
 
 /// Failed and invalid rows printed as they happen, before the rest are left to the results file.
@@ -18,11 +19,12 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Counts of a run, by status.
+/// Counts of a run, by status, and its failures by kind.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     pub by_status: BTreeMap<&'static str, u64>,
     pub shown_failures: usize,
+    pub failures: Failures,
 }
 
 impl Tally {
@@ -71,6 +73,7 @@ impl Report {
             .by_status
             .entry(line.status.as_str())
             .or_default() += 1;
+        self.tally.failures.add_line(line);
         let bad = matches!(line.status, Status::Failed | Status::Invalid);
         let show = match self.verbosity {
             Verbosity::Quiet => false,

@@ -1,6 +1,7 @@
 //! Where finished rows go, and the only writer to stdout of a row job: the results file for a
 //! run; for `--dry-run` the requests that would be sent; for `--check` the rows that would
-//! fail and what the others would change.
+//! fail and what the others would change. With `--summary-json -` stdout holds the summary
+//! alone, and those lines go to stderr.
 
 use std::io::Write;
 
@@ -12,15 +13,23 @@ const SHOWN_INVALID: u64 = 100;
 
 pub enum Sink {
     Results(Box<ResultsWriter>),
-    DryRun { requests: u64, invalid: u64 },
-    Check,
+    DryRun {
+        requests: u64,
+        invalid: u64,
+        to_stderr: bool,
+    },
+    Check {
+        to_stderr: bool,
+    },
 }
 
 impl Sink {
     pub fn write(&mut self, line: &ResultLine) -> Result<(), ResultsError> {
         let text = match self {
             Sink::Results(writer) => return writer.write(line),
-            Sink::DryRun { requests, invalid } => match line.status {
+            Sink::DryRun {
+                requests, invalid, ..
+            } => match line.status {
                 Status::Invalid => {
                     *invalid += 1;
                     (*invalid <= SHOWN_INVALID)
@@ -32,7 +41,7 @@ impl Sink {
                         .then(|| format!("row {}: {}", line.row, line.message))
                 }
             },
-            Sink::Check => match line.status {
+            Sink::Check { .. } => match line.status {
                 Status::Invalid => Some(format!(
                     "row {}: invalid: {}: {}",
                     line.row, line.key, line.message
@@ -48,7 +57,7 @@ impl Sink {
             },
         };
         if let Some(text) = text {
-            say(&text);
+            self.say(&text);
         }
         Ok(())
     }
@@ -64,27 +73,34 @@ impl Sink {
     pub fn finish(&mut self) -> Result<(), ResultsError> {
         match self {
             Sink::Results(writer) => writer.sync(),
-            Sink::DryRun { requests, invalid } => {
-                if *requests > SHOWN_REQUESTS {
-                    say(&format!(
-                        "... and {} more requests",
-                        *requests - SHOWN_REQUESTS
-                    ));
-                }
-                if *invalid > SHOWN_INVALID {
-                    say(&format!(
-                        "... and {} more invalid rows",
-                        *invalid - SHOWN_INVALID
-                    ));
+            Sink::DryRun {
+                requests, invalid, ..
+            } => {
+                let more = [
+                    (*requests, SHOWN_REQUESTS, "requests"),
+                    (*invalid, SHOWN_INVALID, "invalid rows"),
+                ];
+                for (n, shown, what) in more {
+                    if n > shown {
+                        self.say(&format!("... and {} more {what}", n - shown));
+                    }
                 }
                 Ok(())
             }
-            Sink::Check => Ok(()),
+            Sink::Check { .. } => Ok(()),
         }
     }
-}
 
-/// One line on stdout; a closed pipe (`| head`) is not an error worth stopping for.
-fn say(text: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{}", crate::secret::redact(text));
+    /// One line on stdout (stderr when the summary has stdout); a closed pipe (`| head`) is
+    /// not an error worth stopping for.
+    fn say(&self, text: &str) {
+        let text = crate::secret::redact(text);
+        let _ = match self {
+            Sink::DryRun {
+                to_stderr: true, ..
+            }
+            | Sink::Check { to_stderr: true } => writeln!(std::io::stderr().lock(), "{text}"),
+            _ => writeln!(std::io::stdout().lock(), "{text}"),
+        };
+    }
 }

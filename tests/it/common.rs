@@ -422,17 +422,22 @@ pub fn run_via(server: &Synapse, url: &str, dir: &Path, args: &[&str], limit: Du
 }
 
 /// A results file read line by line, keeping what a plain `results` would choke on: `lines`
-/// are the whole records, `torn` the ones with the wrong number of fields.
+/// are the whole records, `torn` the ones with the wrong number of fields, and a last line
+/// without its newline (cut short: synbatch ignores it, whatever its fields look like).
 pub struct ResultsFile {
     pub lines: Vec<HashMap<String, String>>,
     pub torn: Vec<String>,
 }
 
 pub fn results_file(path: &Path) -> ResultsFile {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let whole = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |at| at + 1);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_path(path)
-        .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        .from_reader(&bytes[..whole]);
     let headers = reader.headers().unwrap().clone();
     let mut file = ResultsFile {
         lines: vec![],
@@ -450,6 +455,10 @@ pub fn results_file(path: &Path) -> ResultsFile {
             Ok(r) => file.torn.push(r.iter().collect::<Vec<_>>().join(",")),
             Err(e) => file.torn.push(e.to_string()),
         }
+    }
+    if whole < bytes.len() {
+        file.torn
+            .push(String::from_utf8_lossy(&bytes[whole..]).into_owned());
     }
     file
 }

@@ -14,7 +14,9 @@ mod hostile;
 mod lost_answers;
 #[cfg(unix)]
 mod results_file;
+mod summary_json;
 mod synapse_chaos;
+mod synapse_export;
 mod synapse_invite;
 mod synapse_join;
 mod synapse_kill;

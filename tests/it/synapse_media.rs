@@ -129,6 +129,22 @@ async fn purge_by_date_then_by_size_keeps_profile_pictures_unless_asked() {
         run.stdout
     );
     assert!(exists(&hs, &old_small).await);
+    // With the summary on stdout, the dry run's request goes to stderr.
+    let dry = ["purge-media", "--before", &before, "--dry-run", recent[0]];
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &[&dry[..], &["--summary-json", "-"]].concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary = crate::summary_json::only_json(&run.stdout);
+    crate::summary_json::assert_valid(&summary);
+    assert_eq!(summary["dry_run"], true);
+    assert!(
+        run.stderr.contains("POST /_synapse/admin/v1/media/delete?"),
+        "{}",
+        run.stderr
+    );
 
     // By date (an RFC 3339 time): the item before the cut goes; the later one and the profile
     // picture stay.
@@ -143,10 +159,18 @@ async fn purge_by_date_then_by_size_keeps_profile_pictures_unless_asked() {
             "--yes",
             "-o",
             "date.csv",
+            "--summary-json",
+            "purge.json",
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let gone = deleted(dir.path(), "date.csv");
+    let text = std::fs::read_to_string(dir.path().join("purge.json")).unwrap();
+    let summary = crate::summary_json::only_json(&text);
+    crate::summary_json::assert_valid(&summary);
+    assert_eq!(summary["job"], "purge-media");
+    assert_eq!(summary["counts"]["ok"], gone.len() as u64);
+    assert_eq!(summary["results"], "date.csv");
     assert!(gone.contains(&old_small), "{gone:?}");
     assert!(
         !gone.contains(&avatar) && !gone.contains(&new_small),
