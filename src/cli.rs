@@ -63,7 +63,8 @@ jobs! {
 /// What every row job takes: the input, the homeserver, and how to run.
 #[derive(Debug, Args)]
 pub struct RowArgs {
-    /// The rows: a .csv, .json (array of objects) or .jsonl/.ndjson file, or - for stdin
+    /// The rows: a .csv/.tsv, .xlsx, .ods, .json (array of objects) or .jsonl/.ndjson file,
+    /// or - for stdin
     #[arg(value_name = "INPUT", required = true)]
     pub input: Option<PathBuf>,
 
@@ -78,6 +79,20 @@ pub struct RowArgs {
     /// CSV delimiter (default: `,` `;` or tab, whichever the header line uses)
     #[arg(long, value_parser = parse_delimiter, help_heading = "Input")]
     pub delimiter: Option<u8>,
+
+    /// Which sheet of an .xlsx or .ods workbook (default: the first)
+    #[arg(long, value_name = "NAME", help_heading = "Input")]
+    pub sheet: Option<String>,
+
+    /// What a CSV or JSON input is written in when it is not UTF-8, e.g. windows-1252
+    /// (UTF-16 with a byte order mark is read without it)
+    #[arg(long, value_name = "LABEL", help_heading = "Input")]
+    pub encoding: Option<String>,
+
+    /// Make each user's localpart from the email column: the part before `@`, lowercased
+    /// (`Jose.Muller@example.org` -> `jose.muller`); the email stays the account's email
+    #[arg(long, value_name = "COLUMN", value_parser = ["email"], help_heading = "Input")]
+    pub localpart_from: Option<String>,
 
     #[command(flatten)]
     pub server: ServerArgs,

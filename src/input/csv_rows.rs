@@ -9,6 +9,9 @@ pub struct CsvRows {
     reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
     /// For each field, the column feeding it.
     bound: Vec<Option<usize>>,
+    binder: Binder,
+    /// Known columns the job does not take.
+    pub ignored: Vec<String>,
 }
 
 impl CsvRows {
@@ -34,34 +37,23 @@ impl CsvRows {
             .delimiter(delimiter)
             .flexible(true)
             .from_reader(buffered);
-        let headers = reader.headers().map_err(|e| InputError::Format {
-            name: name.to_string(),
-            message: format!("cannot read the header line: {e}"),
-        })?;
-        if headers.is_empty() || headers.iter().all(|h| h.trim().is_empty()) {
-            return Err(InputError::Format {
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| InputError::Format {
                 name: name.to_string(),
-                message: "the file is empty: expected a header line naming the columns".into(),
-            });
-        }
-        let bound = binder.bind(headers.iter());
-        for (i, field) in binder.fields().iter().enumerate() {
-            if bound[i].is_none() && required.contains(&field.name) {
-                let found: Vec<_> = headers.iter().collect();
-                return Err(InputError::Format {
-                    name: name.to_string(),
-                    message: format!(
-                        "no column for `{}` (a header named one of: {}); the header has: {}. \
-                         Name the column with --column {}=HEADER",
-                        field.name,
-                        binder.accepted(i),
-                        found.join(", "),
-                        field.name
-                    ),
-                });
-            }
-        }
-        Ok(CsvRows { reader, bound })
+                message: format!("cannot read the header line: {e}"),
+            })?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let bound = super::bind_header(name, &binder, &headers, required)?;
+        let ignored = binder.ignored_known(&headers, &bound);
+        Ok(CsvRows {
+            reader,
+            bound,
+            binder,
+            ignored,
+        })
     }
 
     pub fn for_each_row(
@@ -87,7 +79,7 @@ impl CsvRows {
                 continue;
             }
             number += 1;
-            let cells = self
+            let mut cells: Vec<Cell> = self
                 .bound
                 .iter()
                 .map(|at| match at.and_then(|i| record.get(i)) {
@@ -98,8 +90,10 @@ impl CsvRows {
                     },
                 })
                 .collect();
+            self.binder.finish(&mut cells);
             let row = Row {
                 number,
+                line: record.position().map_or(number + 1, |p| p.line()),
                 cells: Ok(cells),
             };
             if !each(row) {

@@ -51,7 +51,10 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
             plan.results.display()
         )));
     }
-    let binder = Binder::new(job.input_fields(), &args.columns)?;
+    let mut binder = Binder::new(job.input_fields(), &args.columns)?;
+    if args.localpart_from.is_some() {
+        binder = binder.localpart_from_email()?;
+    }
     let input = match &source {
         Source::Input => Some(Input::open(
             &plan.input,
@@ -60,6 +63,24 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
         )?),
         Source::Accounts { .. } => None,
     };
+    if let Some(input) = &input
+        && !input.ignored_columns().is_empty()
+    {
+        eprintln!(
+            "note: {}: {} does not use {}; ignored",
+            plan.input.name(),
+            job.name(),
+            input
+                .ignored_columns()
+                .iter()
+                .map(|c| format!(
+                    "column `{}`",
+                    crate::secret::for_terminal(&crate::input::quote(c))
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
     let homeserver = args
         .server
         .homeserver

@@ -96,6 +96,8 @@ impl RunPlan {
                 path,
                 format: args.format,
                 delimiter: args.delimiter,
+                encoding: args.encoding.clone(),
+                sheet: args.sheet.clone(),
             },
             results,
             limits: Limits::new(concurrency, run.rate, run.retries),
@@ -151,6 +153,9 @@ mod tests {
             format: None,
             columns: vec![],
             delimiter: None,
+            sheet: None,
+            encoding: None,
+            localpart_from: None,
             server: ServerArgs {
                 homeserver: None,
                 token_file: None,

@@ -86,5 +86,9 @@ impl Sink {
 
 /// One line on stdout; a closed pipe (`| head`) is not an error worth stopping for.
 fn say(text: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{}", crate::secret::redact(text));
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        crate::secret::for_terminal(text)
+    );
 }
