@@ -20,4 +20,6 @@ mod synapse_join;
 mod synapse_kill;
 mod synapse_media;
 mod synapse_onboarding;
+mod synapse_spreadsheets;
 mod synapse_sso;
+mod workbooks;
