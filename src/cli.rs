@@ -178,6 +178,12 @@ pub struct RunArgs {
     /// Print every row as it finishes
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Write the input sheet back to OUT (.csv or .xlsx) in its own order, every column kept,
+    /// with status, message, resolved_user and sheet_row added; at the end of each run,
+    /// --resume included
+    #[arg(long, value_name = "OUT")]
+    pub annotate: Option<PathBuf>,
 }
 
 /// A number within `min..=max`, said in the message so that a person can fix it.

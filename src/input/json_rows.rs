@@ -56,6 +56,7 @@ impl<'de, F: FnMut(Row) -> bool> Visitor<'de> for &mut ArrayRows<'_, F> {
             let row = Row {
                 number: self.number,
                 line: self.number,
+                raw: vec![],
                 cells: object_cells(value, self.binder),
             };
             if !(self.each)(row) {
@@ -100,6 +101,7 @@ pub fn lines(
             number,
             line: at as u64 + 1,
             cells,
+            raw: vec![],
         }) {
             break;
         }

@@ -62,6 +62,9 @@ pub struct Row {
     pub line: u64,
     /// The cells, or why the row could not be read at all (a JSON line that does not parse).
     pub cells: Result<Vec<Cell>, String>,
+    /// Every cell of the row as given, in the sheet's column order: only when asked for
+    /// ([`Input::keeping_raw`], for `--annotate`), else empty.
+    pub raw: Vec<String>,
 }
 
 impl Row {
@@ -72,6 +75,7 @@ impl Row {
             number,
             line: number + 1,
             cells: Ok(cells.iter().map(|text| cell(text)).collect()),
+            raw: vec![],
         }
     }
 }
@@ -112,7 +116,7 @@ pub struct Input {
 }
 
 enum Reader {
-    Csv(csv_rows::CsvRows),
+    Csv(Box<csv_rows::CsvRows>),
     Json(BufReader<Box<dyn Read + Send>>, Binder),
     Jsonl(BufReader<Box<dyn Read + Send>>, Binder),
     Sheet(sheet::SheetRows),
@@ -188,7 +192,7 @@ impl Input {
                     required,
                 )?;
                 ignored = rows.ignored.clone();
-                Reader::Csv(rows)
+                Reader::Csv(Box::new(rows))
             }
         };
         Ok(Input {
@@ -196,6 +200,25 @@ impl Input {
             reader,
             ignored,
         })
+    }
+
+    /// The header of a CSV file or a sheet, as written; `None` for JSON.
+    pub fn headers(&self) -> Option<&[String]> {
+        match &self.reader {
+            Reader::Csv(rows) => Some(&rows.headers),
+            Reader::Sheet(rows) => Some(&rows.headers),
+            _ => None,
+        }
+    }
+
+    /// Rows come with every cell as given ([`Row::raw`]): for writing the sheet back.
+    pub fn keeping_raw(mut self) -> Input {
+        match &mut self.reader {
+            Reader::Csv(rows) => rows.keep_raw = true,
+            Reader::Sheet(rows) => rows.keep_raw = true,
+            _ => {}
+        }
+        self
     }
 
     /// Headers of columns that other jobs take but this one ignores, for one warning line.
@@ -251,6 +274,7 @@ impl Input {
                         number,
                         line: number,
                         cells: Ok(cells),
+                        raw: vec![],
                     }) {
                         break;
                     }
@@ -417,6 +441,11 @@ mod tests {
         .unwrap();
         assert_eq!(rows.len(), 2, "blank line and all-blank row are skipped");
         assert_eq!(rows[0].number, 1);
+        assert_eq!(
+            (rows[0].line, rows[1].line),
+            (2, 5),
+            "lines as an editor counts them"
+        );
         assert_eq!(texts(&rows[0]), vec![t("@a:x"), t("#r;1:x")]);
         assert_eq!(rows[1].number, 2);
         assert_eq!(texts(&rows[1]), vec![t("@b:x"), t("!abc")]);
@@ -424,9 +453,19 @@ mod tests {
 
     #[test]
     fn csv_tabs_and_short_rows() {
-        let rows = read("a.csv", b"room\tmxid\n#r:x\t@a:x\n#s:x\n", None).unwrap();
+        let rows = read(
+            "a.csv",
+            b"room\tmxid\n#r:x\t@a:x\n\n\n\"#s\n:x\"\n@c\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 5, 7],
+            "LF only, a cell over two lines"
+        );
         assert_eq!(texts(&rows[0]), vec![t("@a:x"), t("#r:x")]);
-        assert_eq!(texts(&rows[1]), vec![Cell::Empty, t("#s:x")]);
+        assert_eq!(texts(&rows[1]), vec![Cell::Empty, t("#s\n:x")]);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct SheetRows {
     pub bound: Vec<Option<usize>>,
     binder: Binder,
     pub headers: Vec<String>,
+    /// Hand on every cell as given too (`--annotate`).
+    pub keep_raw: bool,
 }
 
 /// Which workbook format.
@@ -70,6 +72,7 @@ impl SheetRows {
             bound: vec![],
             binder: binder.clone(),
             headers: vec![],
+            keep_raw: false,
         };
         rows.read_header(name, binder, required)?;
         Ok(rows)
@@ -164,6 +167,7 @@ impl SheetRows {
     ) -> Result<(), InputError> {
         let bound = std::mem::take(&mut self.bound);
         let binder = self.binder.clone();
+        let keep_raw = self.keep_raw;
         let mut number = 0u64;
         let mut header = true;
         self.rows(name, |line, cells| {
@@ -179,10 +183,16 @@ impl SheetRows {
                 })
                 .collect();
             binder.finish(&mut row);
+            let raw = if keep_raw {
+                cells.iter().map(|c| c.text().to_string()).collect()
+            } else {
+                vec![]
+            };
             each(Row {
                 number,
                 line: u64::from(line),
                 cells: Ok(row),
+                raw,
             })
         })
     }

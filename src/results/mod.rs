@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 pub mod file;
+pub mod finals;
 mod key;
 pub mod lines;
 mod record;

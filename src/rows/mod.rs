@@ -1,6 +1,7 @@
 //! Runs a row job: the plan from the arguments, the input opened and checked, confirmation,
 //! the connection, the pipeline, and what the end of the run means as an exit.
 
+mod annotate;
 mod pipeline;
 pub mod plan;
 pub mod progress;
@@ -51,6 +52,23 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
             plan.results.display()
         )));
     }
+    let annotate = match &args.run.annotate {
+        None => None,
+        Some(_) if plan.kind != Kind::Run => {
+            return Err(Exit::usage(
+                "--annotate is made from the results file, which --dry-run and --check do not \
+                 write",
+            ));
+        }
+        Some(_) if matches!(source, Source::Accounts { .. }) => {
+            return Err(Exit::usage(
+                "--annotate writes an input sheet back; this run has none",
+            ));
+        }
+        Some(out) => {
+            Some(annotate::Annotate::new(out, &plan.input, &plan.results).map_err(Exit::Usage)?)
+        }
+    };
     let mut binder = Binder::new(job.input_fields(), &args.columns)?;
     if args.localpart_from.is_some() {
         binder = binder.localpart_from_email()?;
@@ -63,6 +81,11 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
         )?),
         Source::Accounts { .. } => None,
     };
+    if annotate.is_some() && input.as_ref().is_some_and(|i| i.headers().is_none()) {
+        return Err(Exit::usage(
+            "--annotate writes a sheet back: it needs a CSV or workbook input, not JSON",
+        ));
+    }
     if let Some(input) = &input
         && !input.ignored_columns().is_empty()
     {
@@ -161,13 +184,14 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
     let count: Option<Box<dyn FnOnce() -> Option<u64> + Send>> = match (rows, &source) {
         (Some(n), _) => Some(Box::new(move || Some(n))),
         (None, Source::Input) => {
-            let spec = plan.input.clone();
+            let (spec, binder) = (plan.input.clone(), binder.clone());
             Some(Box::new(move || Input::count_rows(&spec, binder)))
         }
         (None, Source::Accounts { .. }) => None,
     };
     let name = job.name();
-    let summary = pipeline::run(Arc::new(job), hs, ctx, input, &plan, count)
+    let job = Arc::new(job);
+    let summary = pipeline::run(job.clone(), hs, ctx.clone(), input, &plan, count)
         .await
         .map_err(Exit::usage)?;
     if let Some(lister) = lister {
@@ -181,6 +205,31 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
                     "{e}; the accounts listed before were run: rerun the same command with \
                      --resume"
                 )));
+            }
+        }
+    }
+    if let Some(annotate) = annotate
+        && summary.results_error.is_none()
+    {
+        let (job, spec, results) = (job.clone(), plan.input.clone(), plan.results.clone());
+        let out = annotate.path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            annotate.write(&*job, &ctx, &spec, binder, &results)
+        })
+        .await
+        .expect("the annotator does not panic");
+        match written {
+            Ok(rows) => eprintln!("annotated sheet: {} ({rows} rows)", out.display()),
+            Err(e) => {
+                let ended = ended(name, &plan, summary);
+                let message = format!("cannot write the annotated sheet {}: {e}", out.display());
+                return match ended {
+                    Ok(()) => Err(Exit::usage(message)),
+                    Err(exit) => {
+                        eprintln!("synbatch: {}", crate::secret::for_terminal(&message));
+                        Err(exit)
+                    }
+                };
             }
         }
     }

@@ -146,6 +146,7 @@ mod tests {
             yes: false,
             quiet: false,
             verbose: false,
+            annotate: None,
         };
         flags(&mut run);
         RowArgs {
