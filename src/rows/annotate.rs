@@ -9,6 +9,9 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::homeserver::Homeserver;
 
 use crate::input::{Binder, Input, InputSpec};
 use crate::job::{Context, Job};
@@ -73,9 +76,9 @@ impl Annotate {
         ctx: &Context,
         spec: &InputSpec,
         binder: Binder,
-        results: &Path,
+        finals: &HashMap<KeyId, Final>,
+        by_email: &HashMap<String, String>,
     ) -> Result<u64, String> {
-        let finals = finals::read(results, job.name()).map_err(|e| e.to_string())?;
         let input = Input::open(spec, binder, &[])
             .map_err(|e| e.to_string())?
             .keeping_raw();
@@ -110,7 +113,10 @@ impl Annotate {
                 let mut keys: Vec<String> = planned.iter().map(|p| p.key.to_string()).collect();
                 // An unreadable row's tasks share one key (its row number).
                 keys.dedup();
-                let (status, message, user) = summarise(&keys, &finals);
+                let (status, message, mut user) = summarise(&keys, finals);
+                if let Some(found) = by_email.get(&user) {
+                    user = found.clone();
+                }
                 let mut cells = row.raw;
                 cells.resize(headers.len().max(cells.len()), String::new());
                 cells.extend([status, message, user, row.line.to_string()]);
@@ -132,6 +138,44 @@ impl Annotate {
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
         Ok(rows)
     }
+}
+
+/// Every key's latest line in the results file.
+pub fn finals(results: &Path, job: &str) -> Result<HashMap<KeyId, Final>, String> {
+    finals::read(results, job).map_err(|e| e.to_string())
+}
+
+/// The accounts that the email addresses in the results name, looked up on the server (16 at
+/// a time, once per address): `resolved_user` of a row that named its user by email. An
+/// address without an account (or a lookup that fails) resolves to nothing.
+pub async fn resolve_emails(
+    hs: &Arc<Homeserver>,
+    finals: &HashMap<KeyId, Final>,
+) -> HashMap<String, String> {
+    let mut emails: Vec<&str> = finals
+        .values()
+        .map(|f| f.user.as_str())
+        .filter(|u| u.contains('@') && !u.starts_with('@'))
+        .collect();
+    emails.sort_unstable();
+    emails.dedup();
+    let mut found = HashMap::new();
+    for chunk in emails.chunks(16) {
+        let mut set = tokio::task::JoinSet::new();
+        for email in chunk {
+            let (hs, email) = (hs.clone(), email.to_string());
+            set.spawn(async move {
+                let user = hs.user_by_email(&email).await.ok();
+                (email, user)
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            if let Ok((email, Some(user))) = done {
+                found.insert(email, user);
+            }
+        }
+    }
+    found
 }
 
 /// How bad a status is, for the worst of a row's tasks; `None` is a task never run.
@@ -166,7 +210,7 @@ fn summarise(keys: &[String], finals: &HashMap<KeyId, Final>) -> (String, String
         .iter()
         .filter_map(|(_, f)| *f)
         .map(|f| f.user.clone())
-        .find(|u| u.starts_with('@'))
+        .find(|u| !u.is_empty())
         .unwrap_or_default();
     let worst: Vec<&(&String, Option<&Final>)> = found
         .iter()

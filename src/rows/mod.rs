@@ -191,6 +191,7 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
     };
     let name = job.name();
     let job = Arc::new(job);
+    let hs_for_annotate = hs.clone();
     let summary = pipeline::run(job.clone(), hs, ctx.clone(), input, &plan, count)
         .await
         .map_err(Exit::usage)?;
@@ -211,13 +212,27 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
     if let Some(annotate) = annotate
         && summary.results_error.is_none()
     {
-        let (job, spec, results) = (job.clone(), plan.input.clone(), plan.results.clone());
+        let (name_, results) = (job.name(), plan.results.clone());
+        let finals = tokio::task::spawn_blocking(move || annotate::finals(&results, name_))
+            .await
+            .expect("the results reader does not panic");
+        let written = match finals {
+            Err(e) => Err(e),
+            Ok(finals) => {
+                let by_email = match &hs_for_annotate {
+                    Some(hs) => annotate::resolve_emails(hs, &finals).await,
+                    None => Default::default(),
+                };
+                let (job, spec) = (job.clone(), plan.input.clone());
+                let annotate = annotate.clone();
+                tokio::task::spawn_blocking(move || {
+                    annotate.write(&*job, &ctx, &spec, binder, &finals, &by_email)
+                })
+                .await
+                .expect("the annotator does not panic")
+            }
+        };
         let out = annotate.path.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            annotate.write(&*job, &ctx, &spec, binder, &results)
-        })
-        .await
-        .expect("the annotator does not panic");
         match written {
             Ok(rows) => eprintln!("annotated sheet: {} ({rows} rows)", out.display()),
             Err(e) => {

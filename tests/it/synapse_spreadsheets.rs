@@ -113,8 +113,52 @@ async fn onboard_from_workbook(hs: &Synapse, dir: &Path, file: &str, people: &[P
     assert_eq!(lines.len(), people.len());
     assert!(lines.iter().all(|l| l["status"] == "ok"), "{lines:?}");
 
-    let run = run_against(hs, dir, &["join", file, "--room", &alias, "-o", "join.csv"]);
+    let run = run_against(
+        hs,
+        dir,
+        &[
+            "join",
+            file,
+            "--room",
+            &alias,
+            "-o",
+            "join.csv",
+            "--annotate",
+            "back.xlsx",
+        ],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // The sheet back for HR: its own cells as it shows them (1000, not 1000.0), the status,
+    // the account each email resolved to, and where the row is in the sheet.
+    let back = workbooks::read_xlsx(&dir.join("back.xlsx"));
+    assert_eq!(
+        back[0],
+        [
+            "Employee ID",
+            "Name",
+            "Email",
+            "deactivated",
+            "status",
+            "message",
+            "resolved_user",
+            "sheet_row"
+        ]
+    );
+    assert_eq!(back.len(), people.len() + 1);
+    for (i, (row, p)) in back[1..].iter().zip(people).enumerate() {
+        let sheet_row = if i == 0 { 2 } else { i + 3 };
+        let want = [
+            (1000 + i).to_string(),
+            p.name.clone(),
+            p.email.clone(),
+            "false".into(),
+            "ok".into(),
+            String::new(),
+            id(hs, p),
+            sheet_row.to_string(),
+        ];
+        assert_eq!(row, &want);
+    }
     let lines = results(&dir.join("join.csv"));
     assert_eq!(lines.len(), people.len());
     for p in people {
