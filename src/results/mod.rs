@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod failed_sheet;
 pub mod file;
 pub mod finals;
 mod key;

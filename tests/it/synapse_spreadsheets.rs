@@ -394,3 +394,97 @@ async fn same_header_twice_is_refused_and_bad_cells_stay_short() {
     assert!(lines.iter().any(|l| l["message"].contains("U+001B")));
     assert!(hs.members(&room_id).await.contains(&users[0]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_failed_with_input_keeps_every_column_and_the_password_privately() {
+    let hs = synapse("relaxed");
+    let dir = tempfile::tempdir().unwrap();
+    let staff = people("refail", &["Ann Lee", "Bo Chen", "Cy Diaz"]);
+    // Bo's account exists already: with --on-existing fail, their row fails.
+    hs.create_user(&id(&hs, &staff[1]), serde_json::json!({}))
+        .await;
+    let mut csv = String::from("Employee ID,Name,Email,password,Dept\n");
+    for (i, p) in staff.iter().enumerate() {
+        csv.push_str(&format!(
+            "{},{},{},Pw-{i}-secret,D{i}\n",
+            10 + i,
+            p.name,
+            p.email
+        ));
+    }
+    write(dir.path(), "hr.csv", &csv);
+    let create = [
+        "create-users",
+        "hr.csv",
+        "--localpart-from",
+        "email",
+        "--on-existing",
+        "fail",
+    ];
+    let run = run_against(&hs, dir.path(), &create);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+
+    let report = |extra: &[&str]| {
+        let out = crate::common::synbatch()
+            .current_dir(dir.path())
+            .args(["report", "hr.results.csv", "--failed", "retry.csv"])
+            .args(extra)
+            .output()
+            .unwrap();
+        crate::common::finish(out, None)
+    };
+    let r = report(&["--input", "hr.csv"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("password column") && r.stderr.contains("0600"),
+        "{}",
+        r.stderr
+    );
+    let retry = std::fs::read_to_string(dir.path().join("retry.csv")).unwrap();
+    assert_eq!(
+        retry,
+        format!(
+            "Employee ID,Name,Email,password,Dept\n11,{},{},Pw-1-secret,D1\n",
+            staff[1].name, staff[1].email
+        )
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("retry.csv"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Never replaced without --force; without --input, the password is said to be lost.
+    let r = report(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    let r = report(&["--force"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("holds no passwords"), "{}", r.stderr);
+    let r = report(&["--force", "--input", "hr.csv"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+
+    // The rerun from OUT gives Bo the password the sheet had.
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &[
+            "create-users",
+            "retry.csv",
+            "--localpart-from",
+            "email",
+            "--on-existing",
+            "update",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(hs.login(&id(&hs, &staff[1]), "Pw-1-secret").await, 200);
+    let (name, emails) = account(&hs, &id(&hs, &staff[1])).await;
+    assert_eq!(
+        (name, emails),
+        (staff[1].name.clone(), vec![staff[1].email.to_lowercase()])
+    );
+}
