@@ -488,3 +488,89 @@ async fn report_failed_with_input_keeps_every_column_and_the_password_privately(
         (staff[1].name.clone(), vec![staff[1].email.to_lowercase()])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_utf8_stdin_sends_nothing() {
+    let hs = synapse("relaxed");
+    let dir = tempfile::tempdir().unwrap();
+    let staff = people("stdin1252", &["Plain", "José Müller"]);
+    let mut csv = String::from("user,displayname\n");
+    for p in &staff {
+        csv.push_str(&format!("{},{}\n", p.localpart, p.name));
+    }
+    let mut child = crate::common::synbatch()
+        .current_dir(dir.path())
+        .env("SYNBATCH_TOKEN", &hs.admin_token)
+        .args(["create-users", "--homeserver", &hs.url, "-", "-o", "r.csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&windows_1252(&csv)).unwrap();
+    }
+    let run = crate::common::finish(child.wait_with_output().unwrap(), Some(&hs.admin_token));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("<stdin>") && run.stderr.contains("not UTF-8"),
+        "{}",
+        run.stderr
+    );
+    for p in &staff {
+        assert_eq!(
+            hs.user(&id(&hs, p)).await.0,
+            404,
+            "{} must not exist",
+            p.localpart
+        );
+    }
+}
+
+/// A server's error text with terminal control sequences in it reaches the terminal escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_characters_in_a_server_error_are_escaped_on_the_terminal() {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, ResponseTemplate};
+    let server = crate::common::mock_admin_homeserver().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/_synapse/admin/v1/join/.*"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
+            "errcode": "M_FORBIDDEN",
+            "error": "no\u{1b}[2J\u{1b}]0;owned\u{7}\u{9b}31m entry"
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "j.csv",
+        "user,room\n@a:mock.test,!r:mock.test\n",
+    );
+    let out = crate::common::synbatch()
+        .current_dir(dir.path())
+        .env("SYNBATCH_TOKEN", "mock-token")
+        .args([
+            "join",
+            "j.csv",
+            "-v",
+            "--retries",
+            "0",
+            "--homeserver",
+            &server.uri(),
+        ])
+        .output()
+        .unwrap();
+    let run = crate::common::finish(out, Some("mock-token"));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("no\\u{1b}[2J"), "{}", run.stderr);
+    for c in ['\u{1b}', '\u{7}', '\u{9b}'] {
+        assert!(
+            !run.stderr.contains(c) && !run.stdout.contains(c),
+            "{c:?}: {}",
+            run.stderr
+        );
+    }
+}
