@@ -564,6 +564,22 @@ mod tests {
     }
 
     #[test]
+    fn json_keys_that_read_the_same_make_their_row_invalid() {
+        let rows = read(
+            "a.jsonl",
+            b"{\"user\":\"@a:x\",\"User \":\"@b:x\",\"room\":\"#r:x\"}\n{\"user\":\"@c:x\"}\n",
+            None,
+        )
+        .unwrap();
+        let why = rows[0].cells.as_ref().unwrap_err();
+        assert!(
+            why.contains("(`user`)") && why.contains("(`User`)"),
+            "{why}"
+        );
+        assert_eq!(texts(&rows[1]), vec![t("@c:x"), Cell::Empty]);
+    }
+
+    #[test]
     fn excel_unicode_text_is_utf16_with_tabs() {
         let mut bytes = vec![0xff, 0xfe];
         let text = "User\tRoom\r\n@jos\u{e9}:x\t#r:x\r\n";

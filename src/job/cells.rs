@@ -92,6 +92,10 @@ mod tests {
         assert_eq!(boolean("erase", "0"), Ok(false));
         assert!(boolean("erase", "maybe").unwrap_err().contains("`maybe`"));
         let long = boolean("erase", &"y".repeat(60_000)).unwrap_err();
-        assert!(long.len() < 250, "a long cell is quoted short: {} bytes", long.len());
+        assert!(
+            long.len() < 250,
+            "a long cell is quoted short: {} bytes",
+            long.len()
+        );
     }
 }
