@@ -64,7 +64,8 @@ jobs! {
 /// What every row job takes: the input, the homeserver, and how to run.
 #[derive(Debug, Args)]
 pub struct RowArgs {
-    /// The rows: a .csv, .json (array of objects) or .jsonl/.ndjson file, or - for stdin
+    /// The rows: a .csv/.tsv, .xlsx, .ods, .json (array of objects) or .jsonl/.ndjson file,
+    /// or - for stdin
     #[arg(value_name = "INPUT", required = true)]
     pub input: Option<PathBuf>,
 
@@ -79,6 +80,20 @@ pub struct RowArgs {
     /// CSV delimiter (default: `,` `;` or tab, whichever the header line uses)
     #[arg(long, value_parser = parse_delimiter, help_heading = "Input")]
     pub delimiter: Option<u8>,
+
+    /// Which sheet of an .xlsx or .ods workbook (default: the first)
+    #[arg(long, value_name = "NAME", help_heading = "Input")]
+    pub sheet: Option<String>,
+
+    /// What a CSV or JSON input is written in when it is not UTF-8, e.g. windows-1252
+    /// (UTF-16 with a byte order mark is read without it)
+    #[arg(long, value_name = "LABEL", help_heading = "Input")]
+    pub encoding: Option<String>,
+
+    /// Make each user's localpart from the email column: the part before `@`, lowercased
+    /// (`Jose.Muller@example.org` -> `jose.muller`); the email stays the account's email
+    #[arg(long, value_name = "COLUMN", value_parser = ["email"], help_heading = "Input")]
+    pub localpart_from: Option<String>,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -169,6 +184,11 @@ pub struct RunArgs {
     /// stdout with `-` (nothing else is written there then)
     #[arg(long, value_name = "FILE|-", value_parser = Destination::parse)]
     pub summary_json: Option<Destination>,
+    /// Write the input sheet back to OUT (.csv or .xlsx) in its own order, every column kept,
+    /// with status, message, resolved_user and sheet_row added; at the end of each run,
+    /// --resume included
+    #[arg(long, value_name = "OUT")]
+    pub annotate: Option<PathBuf>,
 }
 
 /// A number within `min..=max`, said in the message so that a person can fix it.

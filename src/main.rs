@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(exit) => {
             if let Some(message) = exit.message() {
-                eprintln!("synbatch: {}", secret::redact(message));
+                eprintln!("synbatch: {}", secret::for_terminal(message));
             }
             ExitCode::from(exit.code())
         }

@@ -23,9 +23,40 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// `text` as it may go to a terminal or a log: the token taken out, and control characters
+/// (ESC, NUL, C1: from a cell or a server's error text) shown escaped, `\u{1b}`, so that no
+/// input can move the cursor, recolour or clear the screen. Newlines and tabs stay.
+pub fn for_terminal(text: &str) -> Cow<'_, str> {
+    let text = redact(text);
+    if !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && !matches!(c, '\n' | '\t') {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            for_terminal("M_UNKNOWN: \u{1b}[2Jgone\u{0}\r\u{9b}x\nnext\tcol"),
+            "M_UNKNOWN: \\u{1b}[2Jgone\\u{0}\\u{d}\\u{9b}x\nnext\tcol"
+        );
+        assert!(matches!(for_terminal("plain"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn the_token_is_taken_out_of_any_text() {

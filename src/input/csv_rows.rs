@@ -6,9 +6,15 @@ use std::io::{BufRead, BufReader, Read};
 use super::{Binder, Cell, InputError, Row, cell};
 
 pub struct CsvRows {
-    reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
+    reader: csv::Reader<Lines<BufReader<Box<dyn Read + Send>>>>,
     /// For each field, the column feeding it.
     bound: Vec<Option<usize>>,
+    binder: Binder,
+    /// Known columns the job does not take.
+    pub ignored: Vec<String>,
+    pub headers: Vec<String>,
+    /// Hand on every cell as given too (`--annotate`).
+    pub keep_raw: bool,
 }
 
 impl CsvRows {
@@ -33,35 +39,26 @@ impl CsvRows {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .flexible(true)
-            .from_reader(buffered);
-        let headers = reader.headers().map_err(|e| InputError::Format {
-            name: name.to_string(),
-            message: format!("cannot read the header line: {e}"),
-        })?;
-        if headers.is_empty() || headers.iter().all(|h| h.trim().is_empty()) {
-            return Err(InputError::Format {
+            .from_reader(Lines::new(buffered));
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| InputError::Format {
                 name: name.to_string(),
-                message: "the file is empty: expected a header line naming the columns".into(),
-            });
-        }
-        let bound = binder.bind(headers.iter());
-        for (i, field) in binder.fields().iter().enumerate() {
-            if bound[i].is_none() && required.contains(&field.name) {
-                let found: Vec<_> = headers.iter().collect();
-                return Err(InputError::Format {
-                    name: name.to_string(),
-                    message: format!(
-                        "no column for `{}` (a header named one of: {}); the header has: {}. \
-                         Name the column with --column {}=HEADER",
-                        field.name,
-                        binder.accepted(i),
-                        found.join(", "),
-                        field.name
-                    ),
-                });
-            }
-        }
-        Ok(CsvRows { reader, bound })
+                message: format!("cannot read the header line: {e}"),
+            })?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let bound = super::bind_header(name, &binder, &headers, required)?;
+        let ignored = binder.ignored_known(&headers, &bound);
+        Ok(CsvRows {
+            reader,
+            bound,
+            binder,
+            ignored,
+            headers,
+            keep_raw: false,
+        })
     }
 
     pub fn for_each_row(
@@ -87,7 +84,7 @@ impl CsvRows {
                 continue;
             }
             number += 1;
-            let cells = self
+            let mut cells: Vec<Cell> = self
                 .bound
                 .iter()
                 .map(|at| match at.and_then(|i| record.get(i)) {
@@ -98,14 +95,91 @@ impl CsvRows {
                     },
                 })
                 .collect();
+            self.binder.finish(&mut cells);
             let row = Row {
                 number,
+                line: record
+                    .position()
+                    .map_or(number + 1, |p| self.reader.get_ref().line_at(p.byte())),
                 cells: Ok(cells),
+                raw: if self.keep_raw {
+                    record
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .collect()
+                } else {
+                    vec![]
+                },
             };
             if !each(row) {
                 return Ok(());
             }
         }
+    }
+}
+
+/// The input under the CSV parser, counting line ends as they pass, so that a record's
+/// starting byte gives the line a text editor shows it on: the csv crate's own line count
+/// passes over blank lines, and a person looks for the row by the editor's (or sheet's) number.
+struct Lines<R> {
+    inner: R,
+    /// Offsets of the line ends read but not yet passed by a record's start (at most the
+    /// parser's read-ahead), each with whether a `\r` came just before it.
+    ends: std::cell::RefCell<std::collections::VecDeque<(u64, bool)>>,
+    /// Line ends before the first of `ends`.
+    passed: std::cell::Cell<u64>,
+    read: u64,
+    last: u8,
+}
+
+impl<R> Lines<R> {
+    fn new(inner: R) -> Self {
+        Lines {
+            inner,
+            ends: Default::default(),
+            passed: Default::default(),
+            read: 0,
+            last: 0,
+        }
+    }
+
+    /// The 1-based line of a record that the parser says starts at `offset`; offsets must
+    /// come in increasing order. The parser's start may be the `\n` of a CRLF, or blank lines
+    /// before the record: those are passed too.
+    fn line_at(&self, offset: u64) -> u64 {
+        let mut ends = self.ends.borrow_mut();
+        let pass = |ends: &mut std::collections::VecDeque<(u64, bool)>| {
+            ends.pop_front();
+            self.passed.set(self.passed.get() + 1);
+        };
+        while ends.front().is_some_and(|(end, _)| *end < offset) {
+            pass(&mut ends);
+        }
+        let mut at = offset;
+        loop {
+            match ends.front() {
+                Some((end, _)) if *end == at => at += 1,
+                Some((end, true)) if *end == at + 1 => at += 2,
+                _ => break,
+            }
+            pass(&mut ends);
+        }
+        self.passed.get() + 1
+    }
+}
+
+impl<R: Read> Read for Lines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut ends = self.ends.borrow_mut();
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                ends.push_back((self.read + i as u64, self.last == b'\r'));
+            }
+            self.last = *b;
+        }
+        self.read += n as u64;
+        Ok(n)
     }
 }
 

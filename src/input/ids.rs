@@ -23,36 +23,38 @@ impl UserRef {
 /// email address (contains `@` but does not start with it).
 pub fn user(cell: &str, server_name: &str) -> Result<UserRef, String> {
     let cell = cell.trim();
+    // Messages quote the first 100 characters of a long cell only.
+    let shown = super::quote(cell);
     if cell.chars().any(char::is_whitespace) {
-        return Err(format!("user `{cell}` contains white space"));
+        return Err(format!("user `{shown}` contains white space"));
     }
     if let Some(rest) = cell.strip_prefix('@') {
         let Some((localpart, server)) = rest.split_once(':') else {
             return Err(format!(
-                "user `{cell}` has no server part: a user id looks like @name:example.org"
+                "user `{shown}` has no server part: a user id looks like @name:example.org"
             ));
         };
         if localpart.is_empty() || server.is_empty() {
             return Err(format!(
-                "user `{cell}` is not a user id: it looks like @name:example.org"
+                "user `{shown}` is not a user id: it looks like @name:example.org"
             ));
         }
-        check_server(server).map_err(|why| format!("user `{cell}`: {why}"))?;
+        check_server(server).map_err(|why| format!("user `{shown}`: {why}"))?;
         if cell.len() > 255 {
-            return Err(format!("user `{cell}` is longer than 255 bytes"));
+            return Err(format!("user `{shown}` is longer than 255 bytes"));
         }
         return Ok(UserRef::Mxid(cell.to_string()));
     }
     if let Some((local, domain)) = cell.split_once('@') {
         if local.is_empty() || domain.is_empty() || domain.contains('@') || !domain.contains('.') {
-            return Err(format!("user `{cell}` is not a valid email address"));
+            return Err(format!("user `{shown}` is not a valid email address"));
         }
         // Synapse stores email threepids lowercased.
         return Ok(UserRef::Email(cell.to_lowercase()));
     }
     if cell.contains(':') {
         return Err(format!(
-            "user `{cell}` is neither a user id (@name:server), a localpart nor an email address"
+            "user `{shown}` is neither a user id (@name:server), a localpart nor an email address"
         ));
     }
     Ok(UserRef::Mxid(format!("@{cell}:{server_name}")))
@@ -67,30 +69,32 @@ pub fn server_of(id: &str) -> Option<&str> {
 /// none) or an alias (`#name:server`).
 pub fn room(cell: &str) -> Result<String, String> {
     let cell = cell.trim();
+    // Messages quote the first 100 characters of a long cell only.
+    let shown = super::quote(cell);
     if cell.chars().any(char::is_whitespace) {
-        return Err(format!("room `{cell}` contains white space"));
+        return Err(format!("room `{shown}` contains white space"));
     }
     if let Some(rest) = cell.strip_prefix('!') {
         if rest.is_empty() || rest.starts_with(':') {
-            return Err(format!("room id `{cell}` is empty"));
+            return Err(format!("room id `{shown}` is empty"));
         }
         return Ok(cell.to_string());
     }
     if let Some(rest) = cell.strip_prefix('#') {
         match rest.split_once(':') {
             Some((name, server)) if !name.is_empty() && !server.is_empty() => {
-                check_server(server).map_err(|why| format!("room alias `{cell}`: {why}"))?;
+                check_server(server).map_err(|why| format!("room alias `{shown}`: {why}"))?;
                 return Ok(cell.to_string());
             }
             _ => {
                 return Err(format!(
-                    "room alias `{cell}` has no server part: an alias looks like #name:example.org"
+                    "room alias `{shown}` has no server part: an alias looks like #name:example.org"
                 ));
             }
         }
     }
     Err(format!(
-        "room `{cell}` is neither a room id (!…) nor an alias (#name:example.org)"
+        "room `{shown}` is neither a room id (!…) nor an alias (#name:example.org)"
     ))
 }
 

@@ -55,6 +55,8 @@ impl<'de, F: FnMut(Row) -> bool> Visitor<'de> for &mut ArrayRows<'_, F> {
             self.number += 1;
             let row = Row {
                 number: self.number,
+                line: self.number,
+                raw: vec![],
                 cells: object_cells(value, self.binder),
             };
             if !(self.each)(row) {
@@ -75,7 +77,7 @@ pub fn lines(
 ) -> Result<(), InputError> {
     let mut number = 0;
     // Bytes, not `lines()`: a line that is not UTF-8 is one bad row, and the rest still runs.
-    for line in SkipBom::new(reader).split(b'\n') {
+    for (at, line) in SkipBom::new(reader).split(b'\n').enumerate() {
         let line = line.map_err(|source| InputError::Io {
             name: name.to_string(),
             source,
@@ -95,7 +97,12 @@ pub fn lines(
                 Err(e) => Err(format!("line is not valid JSON: {e}")),
             },
         };
-        if !each(Row { number, cells }) {
+        if !each(Row {
+            number,
+            line: at as u64 + 1,
+            cells,
+            raw: vec![],
+        }) {
             break;
         }
     }
@@ -106,8 +113,12 @@ fn object_cells(value: Value, binder: &Binder) -> Result<Vec<Cell>, String> {
     let Value::Object(object) = value else {
         return Err(format!("not a JSON object: {}", kind(&value)));
     };
-    let bound = binder.bind(object.keys().map(String::as_str));
-    Ok(bound.iter().map(|at| value_cell(&object, *at)).collect())
+    // Keys that differ only in case or spaces make the row invalid, not the file: the file was
+    // checked as far as its header only for CSV and sheets, and every object has its own keys.
+    let bound = binder.bind(object.keys().map(String::as_str))?;
+    let mut cells: Vec<Cell> = bound.iter().map(|at| value_cell(&object, *at)).collect();
+    binder.finish(&mut cells);
+    Ok(cells)
 }
 
 fn value_cell(object: &Map<String, Value>, at: Option<usize>) -> Cell {

@@ -50,7 +50,8 @@ pub fn boolean(field: &str, text: &str) -> Result<bool, String> {
         "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
         _ => Err(format!(
-            "{field} `{text}` is not a yes/no value (true/false, yes/no, 1/0)"
+            "{field} `{}` is not a yes/no value (true/false, yes/no, 1/0)",
+            crate::input::quote(text)
         )),
     }
 }
@@ -90,5 +91,11 @@ mod tests {
         assert_eq!(boolean("erase", " Yes "), Ok(true));
         assert_eq!(boolean("erase", "0"), Ok(false));
         assert!(boolean("erase", "maybe").unwrap_err().contains("`maybe`"));
+        let long = boolean("erase", &"y".repeat(60_000)).unwrap_err();
+        assert!(
+            long.len() < 250,
+            "a long cell is quoted short: {} bytes",
+            long.len()
+        );
     }
 }

@@ -20,7 +20,8 @@ pub fn provider(cell: &str, what: &str) -> Result<String, String> {
     }
     if cell.chars().any(char::is_whitespace) {
         return Err(format!(
-            "{what} `{cell}` contains white space: provider ids look like `oidc-google` or `saml`"
+            "{what} `{}` contains white space: provider ids look like `oidc-google` or `saml`",
+            crate::input::quote(cell)
         ));
     }
     Ok(cell.to_string())

@@ -172,8 +172,10 @@ impl CreateUsers {
             UserRef::Mxid(id) => id,
             UserRef::Email(address) => {
                 return Err(format!(
-                    "user `{address}` is an email address: name the new account by user id or \
-                     localpart, and put the address in the email column"
+                    "user `{}` is an email address: name the new account by user id or \
+                     localpart (or use --localpart-from email), and put the address in the \
+                     email column",
+                    crate::input::quote(&address)
                 ));
             }
         };
@@ -191,7 +193,10 @@ impl CreateUsers {
                 .filter(|u| matches!(u, UserRef::Email(_)))
                 .is_none()
         {
-            return Err(format!("email `{email}` is not an email address"));
+            return Err(format!(
+                "email `{}` is not an email address",
+                crate::input::quote(email)
+            ));
         }
         let admin = text(4, "admin")?
             .map(|a| boolean("admin", &a))
@@ -203,7 +208,10 @@ impl CreateUsers {
             }),
             (None, None) => None,
             (Some(p), None) => {
-                return Err(format!("provider `{p}` is given without an external_id"));
+                return Err(format!(
+                    "provider `{}` is given without an external_id",
+                    crate::input::quote(&p)
+                ));
             }
             (None, Some(id)) => {
                 return Err(format!("external_id `{id}` is given without a provider"));

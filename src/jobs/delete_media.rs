@@ -56,13 +56,15 @@ impl MediaTask {
 
 /// Reads a media cell: `mxc://server/media_id`, or a bare media id of this server.
 pub fn media(cell: &str, ctx: &Context) -> Result<(String, String), String> {
+    // Messages quote a long cell's first 100 characters only.
+    let shown = crate::input::quote(cell);
     let (server, id) = match cell.strip_prefix("mxc://") {
         Some(rest) => rest.split_once('/').ok_or_else(|| {
-            format!("media `{cell}` has no media id: it looks like mxc://example.org/AbCdEf")
+            format!("media `{shown}` has no media id: it looks like mxc://example.org/AbCdEf")
         })?,
         None if cell.contains(['/', ':']) => {
             return Err(format!(
-                "media `{cell}` is neither an mxc:// URI (mxc://example.org/AbCdEf) nor a media \
+                "media `{shown}` is neither an mxc:// URI (mxc://example.org/AbCdEf) nor a media \
                  id (AbCdEf)"
             ));
         }
@@ -73,11 +75,14 @@ pub fn media(cell: &str, ctx: &Context) -> Result<(String, String), String> {
         || id.chars().any(char::is_whitespace)
         || ids::is_dot_segment(id)
     {
-        return Err(format!("media `{cell}`: `{id}` is not a media id"));
+        return Err(format!(
+            "media `{shown}`: `{}` is not a media id",
+            crate::input::quote(id)
+        ));
     }
     if server != ctx.server_name {
         return Err(format!(
-            "media `{cell}` is remote (it belongs to {server}, this server is {}): only local \
+            "media `{shown}` is remote (it belongs to {server}, this server is {}): only local \
              media can be deleted",
             ctx.server_name
         ));

@@ -181,8 +181,9 @@ impl Job for RemoveExternalId {
             let provider = match (&self.provider, cell) {
                 (Some(option), Some(cell)) if cell != option => {
                     return Err(format!(
-                        "provider `{cell}` differs from --provider {option}: leave the cell \
-                         empty, or drop --provider"
+                        "provider `{}` differs from --provider {option}: leave the cell \
+                         empty, or drop --provider",
+                        crate::input::quote(cell)
                     ));
                 }
                 (Some(option), _) => option.clone(),

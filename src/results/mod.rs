@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 pub mod cause;
+pub mod failed_sheet;
 pub mod failures;
 pub mod file;
+pub mod finals;
 pub mod json;
 mod key;
 pub mod lines;

@@ -1,6 +1,7 @@
 //! Runs a row job: the plan from the arguments, the input opened and checked, confirmation,
 //! the connection, the pipeline, and what the end of the run means as an exit.
 
+mod annotate;
 mod pipeline;
 pub mod plan;
 pub mod progress;
@@ -72,7 +73,27 @@ async fn run_job<J: Job>(
             plan.results.display()
         )));
     }
-    let binder = Binder::new(job.input_fields(), &args.columns)?;
+    let annotate = match &args.run.annotate {
+        None => None,
+        Some(_) if plan.kind != Kind::Run => {
+            return Err(Exit::usage(
+                "--annotate is made from the results file, which --dry-run and --check do not \
+                 write",
+            ));
+        }
+        Some(_) if matches!(source, Source::Accounts { .. }) => {
+            return Err(Exit::usage(
+                "--annotate writes an input sheet back; this run has none",
+            ));
+        }
+        Some(out) => {
+            Some(annotate::Annotate::new(out, &plan.input, &plan.results).map_err(Exit::Usage)?)
+        }
+    };
+    let mut binder = Binder::new(job.input_fields(), &args.columns)?;
+    if args.localpart_from.is_some() {
+        binder = binder.localpart_from_email()?;
+    }
     let input = match &source {
         Source::Input => Some(Input::open(
             &plan.input,
@@ -81,6 +102,29 @@ async fn run_job<J: Job>(
         )?),
         Source::Accounts { .. } => None,
     };
+    if annotate.is_some() && input.as_ref().is_some_and(|i| i.headers().is_none()) {
+        return Err(Exit::usage(
+            "--annotate writes a sheet back: it needs a CSV or workbook input, not JSON",
+        ));
+    }
+    if let Some(input) = &input
+        && !input.ignored_columns().is_empty()
+    {
+        eprintln!(
+            "note: {}: {} does not use {}; ignored",
+            plan.input.name(),
+            job.name(),
+            input
+                .ignored_columns()
+                .iter()
+                .map(|c| format!(
+                    "column `{}`",
+                    crate::secret::for_terminal(&crate::input::quote(c))
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
     let homeserver = args
         .server
         .homeserver
@@ -161,13 +205,15 @@ async fn run_job<J: Job>(
     let count: Option<Box<dyn FnOnce() -> Option<u64> + Send>> = match (rows, &source) {
         (Some(n), _) => Some(Box::new(move || Some(n))),
         (None, Source::Input) => {
-            let spec = plan.input.clone();
+            let (spec, binder) = (plan.input.clone(), binder.clone());
             Some(Box::new(move || Input::count_rows(&spec, binder)))
         }
         (None, Source::Accounts { .. }) => None,
     };
     let name = job.name();
-    let summary = pipeline::run(Arc::new(job), hs, ctx, input, &plan, count)
+    let job = Arc::new(job);
+    let hs_for_annotate = hs.clone();
+    let summary = pipeline::run(job.clone(), hs, ctx.clone(), input, &plan, count)
         .await
         .map_err(Exit::usage)?;
     if plan.kind == Kind::Run {
@@ -188,6 +234,45 @@ async fn run_job<J: Job>(
                     "{e}; the accounts listed before were run: rerun the same command with \
                      --resume"
                 )));
+            }
+        }
+    }
+    if let Some(annotate) = annotate
+        && summary.results_error.is_none()
+    {
+        let (name_, results) = (job.name(), plan.results.clone());
+        let finals = tokio::task::spawn_blocking(move || annotate::finals(&results, name_))
+            .await
+            .expect("the results reader does not panic");
+        let written = match finals {
+            Err(e) => Err(e),
+            Ok(finals) => {
+                let by_email = match &hs_for_annotate {
+                    Some(hs) => annotate::resolve_emails(hs, &finals).await,
+                    None => Default::default(),
+                };
+                let (job, spec) = (job.clone(), plan.input.clone());
+                let annotate = annotate.clone();
+                tokio::task::spawn_blocking(move || {
+                    annotate.write(&*job, &ctx, &spec, binder, &finals, &by_email)
+                })
+                .await
+                .expect("the annotator does not panic")
+            }
+        };
+        let out = annotate.path.clone();
+        match written {
+            Ok(rows) => eprintln!("annotated sheet: {} ({rows} rows)", out.display()),
+            Err(e) => {
+                let ended = ended(name, &plan, summary);
+                let message = format!("cannot write the annotated sheet {}: {e}", out.display());
+                return match ended {
+                    Ok(()) => Err(Exit::usage(message)),
+                    Err(exit) => {
+                        eprintln!("synbatch: {}", crate::secret::for_terminal(&message));
+                        Err(exit)
+                    }
+                };
             }
         }
     }

@@ -100,6 +100,8 @@ impl RunPlan {
                 path,
                 format: args.format,
                 delimiter: args.delimiter,
+                encoding: args.encoding.clone(),
+                sheet: args.sheet.clone(),
             },
             results,
             limits: Limits::new(concurrency, run.rate, run.retries),
@@ -150,6 +152,7 @@ mod tests {
             quiet: false,
             verbose: false,
             summary_json: None,
+            annotate: None,
         };
         flags(&mut run);
         RowArgs {
@@ -157,6 +160,9 @@ mod tests {
             format: None,
             columns: vec![],
             delimiter: None,
+            sheet: None,
+            encoding: None,
+            localpart_from: None,
             server: ServerArgs {
                 homeserver: None,
                 token_file: None,

@@ -86,7 +86,7 @@ impl Report {
             }
             let text = describe(line);
             self.bar
-                .suspend(|| eprintln!("{}", crate::secret::redact(&text)));
+                .suspend(|| eprintln!("{}", crate::secret::for_terminal(&text)));
         }
     }
 

@@ -91,10 +91,10 @@ impl Sink {
         }
     }
 
-    /// One line on stdout (stderr when the summary has stdout); a closed pipe (`| head`) is
-    /// not an error worth stopping for.
+    /// One line on stdout (stderr when the summary has stdout), control characters escaped;
+    /// a closed pipe (`| head`) is not an error worth stopping for.
     fn say(&self, text: &str) {
-        let text = crate::secret::redact(text);
+        let text = crate::secret::for_terminal(text);
         let _ = match self {
             Sink::DryRun {
                 to_stderr: true, ..

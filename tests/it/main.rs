@@ -15,6 +15,7 @@ mod lost_answers;
 #[cfg(unix)]
 mod results_file;
 mod summary_json;
+mod synapse_annotate;
 mod synapse_chaos;
 mod synapse_export;
 mod synapse_invite;
@@ -22,4 +23,6 @@ mod synapse_join;
 mod synapse_kill;
 mod synapse_media;
 mod synapse_onboarding;
+mod synapse_spreadsheets;
 mod synapse_sso;
+mod workbooks;

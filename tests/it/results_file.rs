@@ -356,11 +356,17 @@ fn report_failed_goes_only_to_a_regular_file() {
     write(dir.path(), "r.csv", &text);
     let target = write(dir.path(), "precious.txt", "precious\n");
     std::os::unix::fs::symlink(&target, dir.path().join("link.csv")).unwrap();
-    let r = run(dir.path(), &["report", "r.csv", "--failed", "link.csv"]);
+    let r = run(
+        dir.path(),
+        &["report", "r.csv", "--failed", "link.csv", "--force"],
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
-    let r = run(dir.path(), &["report", "r.csv", "--failed", "/dev/null"]);
+    let r = run(
+        dir.path(),
+        &["report", "r.csv", "--failed", "/dev/null", "--force"],
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
     assert!(
@@ -369,9 +375,19 @@ fn report_failed_goes_only_to_a_regular_file() {
             .file_type()
             .is_char_device()
     );
-    // A regular file is replaced by the failed rows.
+    // A regular file is replaced by the failed rows, with --force only.
     write(dir.path(), "retry.csv", &"an old list\n".repeat(20));
     let r = run(dir.path(), &["report", "r.csv", "--failed", "retry.csv"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("pass --force"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("retry.csv")).unwrap(),
+        "an old list\n".repeat(20)
+    );
+    let r = run(
+        dir.path(),
+        &["report", "r.csv", "--failed", "retry.csv", "--force"],
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("retry.csv")).unwrap(),
