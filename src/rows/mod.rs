@@ -87,10 +87,6 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
         };
         confirm(&what, plan.yes).map_err(Exit::Usage)?;
     }
-    if plan.kind == Kind::Run {
-        job.prepare().map_err(Exit::Usage)?;
-    }
-
     // A dry run of a file with --server-name needs no server at all.
     let (hs, ctx) = match (&args.server.server_name, &source, plan.kind) {
         (Some(name), Source::Input, Kind::DryRun) => {
@@ -108,6 +104,9 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
                 plan.limits.concurrency
             };
             let conn = connect::connect(&args.server, pool, need_admin).await?;
+            if let Some(why) = job.refused_under_mas().filter(|_| conn.delegated) {
+                return Err(connect::refused_under_mas(job.name(), homeserver, why));
+            }
             let ctx = Context {
                 server_name: conn.server_name,
                 me: conn.me,
@@ -115,6 +114,10 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
             (Some(conn.hs), ctx)
         }
     };
+    // After the server is known to take the job, so that a refused one leaves no stray file.
+    if plan.kind == Kind::Run {
+        job.prepare().map_err(Exit::Usage)?;
+    }
     let (input, lister) = match (input, &source, &hs) {
         (Some(input), ..) => (input, None),
         (None, Source::Accounts { page_size, .. }, Some(hs)) => {
