@@ -156,12 +156,14 @@ async fn case(hs: &Synapse, job: &str, dir: &Path) {
         }
         "set-external-id" => {
             let users = hs.users("mas-sso", 1).await;
-            let rows = format!("user,provider,external_id\n{},oidc-mas,sub-1\n", users[0]);
+            let sub = crate::common::unique("sub");
+            let rows = format!("user,provider,external_id\n{},oidc-mas,{sub}\n", users[0]);
             write(dir, "map.csv", &rows);
             let run = run_against(hs, dir, &["set-external-id", "map.csv"]);
             assert_eq!(run.code, 0, "{}", run.stderr);
             all_ok(dir, "map.results.csv");
-            assert_eq!(hs.external_ids(&users[0]).await, ["oidc-mas:sub-1"]);
+            let want = format!("oidc-mas:{sub}");
+            assert_eq!(hs.external_ids(&users[0]).await, [want]);
         }
         "remove-external-id" => {
             // --all-users walks the account list, which under MAS needs `guests=false`.
