@@ -40,7 +40,9 @@ Layout, under $SYNBATCH_TEST_DIR or <repo>/target/synapse-test:
   lock                  root-wide flock: guards the venv install
   <profile>.lock        per-profile flock: guards starting/stopping that profile's server
   <profile>/            homeserver.yaml, overrides.yaml, data/, homeserver.log, state.json
-  pg/, pg.lock          the PostgreSQL cluster (data/, postgres.log, state.json) and its flock
+  pg/, pg.lock          the PostgreSQL cluster (state.json; cluster/: data/, postgres.log) and
+                        its flock. Under root, if PostgreSQL's user cannot reach <root> (a
+                        parent closed to others), cluster/ is $TMPDIR/synbatch-pg-<hash> instead
 """
 
 from __future__ import annotations
@@ -383,15 +385,32 @@ def pg_runner() -> dict:
     raise HarnessError("running as root, and there is no `postgres` or `nobody` user to run PostgreSQL as")
 
 
-def pg_alive(state: dict | None, cluster: Path) -> bool:
+def pg_home(root: Path, run_as: dict) -> Path:
+    """Where the cluster's data and log live: <root>/pg/cluster, unless PostgreSQL's user
+    cannot reach it (under root, a parent such as a `mktemp -d` directory may be closed to
+    other users): then a directory of its own in the temp dir, named after <root>."""
+    home = root / "pg" / "cluster"
+    if not run_as:
+        return home
+    reach = subprocess.run(["test", "-x", str(root)], stdin=subprocess.DEVNULL, **run_as)
+    if reach.returncode == 0:
+        return home
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:12]
+    other = Path(os.environ.get("TMPDIR", "/tmp")) / f"synbatch-pg-{digest}"
+    log(f"{root} is closed to uid {run_as['user']}: the cluster goes to {other} instead")
+    return other
+
+
+def pg_alive(state: dict | None) -> bool:
     if not state:
         return False
     try:
-        pid = int((cluster / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
+        data = Path(state["home"]) / "data"
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError):
         return False
-    if str(cluster / "data").encode() not in cmdline:
+    if str(data).encode() not in cmdline:
         return False
     return psql(state, "postgres", "SELECT 1", check=False).returncode == 0
 
@@ -407,79 +426,91 @@ def psql(pg: dict, db: str, sql: str, check: bool = True) -> subprocess.Complete
     return res
 
 
+def read_pg_state(root: Path) -> dict | None:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((root / "pg" / "state.json").read_text())
+    return None
+
+
 def ensure_postgres(root: Path) -> dict:
-    """The running cluster (started if needed): {bin, port, password}."""
-    cluster = root / "pg"
+    """The running cluster (started if needed): {bin, home, port, password}."""
+    meta = root / "pg"
     with flocked(root / "pg.lock"):
-        state = None
-        with contextlib.suppress(OSError, ValueError):
-            state = json.loads((cluster / "state.json").read_text())
-        if pg_alive(state, cluster):
+        state = read_pg_state(root)
+        if pg_alive(state):
             return state
         bindir = pg_bin_dir() or install_postgres()
         run_as = pg_runner()
         stop_postgres(root, locked=True)
-        shutil.rmtree(cluster, ignore_errors=True)
-        cluster.mkdir(parents=True)
+        shutil.rmtree(meta, ignore_errors=True)
+        meta.mkdir(parents=True)
+        home = pg_home(root, run_as)
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True, mode=0o700)
         password = secrets.token_hex(16)
-        pwfile = cluster / "pwfile"
+        pwfile = home / "pwfile"
         pwfile.write_text(password + "\n")
         pwfile.chmod(0o600)
         if run_as:
-            log(f"running as root: the cluster in {cluster} belongs to uid {run_as['user']}")
-            for path in (cluster, pwfile):
+            log(f"running as root: the cluster in {home} belongs to uid {run_as['user']}")
+            for path in (home, pwfile):
                 os.chown(path, run_as["user"], run_as["group"])
-        log(f"initdb {cluster / 'data'} (PostgreSQL from {bindir})")
+        log(f"initdb {home / 'data'} (PostgreSQL from {bindir})")
         res = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(cluster / "data"), "-U", PG_ROLE,
+            [str(bindir / "initdb"), "-D", str(home / "data"), "-U", PG_ROLE,
              f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"],
-            cwd=cluster, stdin=subprocess.DEVNULL, capture_output=True, text=True, **run_as)
-        if res.returncode != 0:
-            raise HarnessError(f"initdb failed ({res.returncode}): {res.stdout}{res.stderr}"
-                               + ("\n(every directory above it must be searchable by that user)" if run_as else ""))
+            cwd=home, stdin=subprocess.DEVNULL, capture_output=True, text=True, **run_as)
         pwfile.unlink()
+        if res.returncode != 0:
+            raise HarnessError(f"initdb failed ({res.returncode}): {res.stdout}{res.stderr}")
         for attempt in range(1, 4):
             port = free_port()
-            with open(cluster / "data" / "postgresql.conf", "a") as conf:
+            with open(home / "data" / "postgresql.conf", "a") as conf:
                 # 127.0.0.1 only; no unix socket (a long target/ path would overflow its name).
                 conf.write(f"\n# synbatch harness\nlisten_addresses = '127.0.0.1'\nport = {port}\n"
                            "unix_socket_directories = ''\n")
             log(f"starting PostgreSQL on 127.0.0.1:{port}")
             res = subprocess.run(
-                [str(bindir / "pg_ctl"), "-D", str(cluster / "data"), "-l", str(cluster / "postgres.log"),
+                [str(bindir / "pg_ctl"), "-D", str(home / "data"), "-l", str(home / "postgres.log"),
                  "-w", "-t", "60", "start"],
-                cwd=cluster, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                cwd=home, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 text=True, start_new_session=True, **run_as)
             if res.returncode == 0:
                 break
             tail = ""
             with contextlib.suppress(OSError):
-                tail = (cluster / "postgres.log").read_text(errors="replace")[-2000:]
+                tail = (home / "postgres.log").read_text(errors="replace")[-2000:]
             if attempt < 3 and "could not bind" in tail:
                 log("port was taken meanwhile, retrying on another one")
                 continue
             raise HarnessError(f"pg_ctl start failed: {res.stderr}\n{tail}")
-        state = {"bin": str(bindir), "port": port, "password": password}
-        (cluster / "state.json").write_text(json.dumps(state) + "\n")
-        (cluster / "state.json").chmod(0o600)
+        state = {"bin": str(bindir), "home": str(home), "port": port, "password": password}
+        tmp = meta / "state.json.tmp"
+        tmp.write_text(json.dumps(state) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(meta / "state.json")
         return state
 
 
 def stop_postgres(root: Path, locked: bool = False) -> bool:
-    cluster = root / "pg"
-    if not (cluster / "data" / "postmaster.pid").exists():
-        return False
     with (contextlib.nullcontext() if locked else flocked(root / "pg.lock")):
+        state = read_pg_state(root)
         bindir = pg_bin_dir()
-        if not bindir:
+        if not state or not bindir:
             return False
-        log(f"stopping PostgreSQL ({cluster})")
-        res = subprocess.run([str(bindir / "pg_ctl"), "-D", str(cluster / "data"), "-m", "fast", "-w", "stop"],
-                             cwd=cluster, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                             **pg_runner())
+        home = Path(state.get("home") or root / "pg")  # an older layout kept data/ in pg/
+        stopped = False
+        if (home / "data" / "postmaster.pid").exists():
+            log(f"stopping PostgreSQL ({home})")
+            res = subprocess.run([str(bindir / "pg_ctl"), "-D", str(home / "data"), "-m", "fast", "-w", "stop"],
+                                 cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 **pg_runner())
+            stopped = res.returncode == 0
+        if stopped and root not in home.parents:
+            shutil.rmtree(home, ignore_errors=True)  # throwaway data in the temp dir: not kept
         with contextlib.suppress(FileNotFoundError):
-            (cluster / "state.json").unlink()
-        return res.returncode == 0
+            (root / "pg" / "state.json").unlink()
+        return stopped
 
 
 def fresh_database(root: Path, profile: str) -> dict:
