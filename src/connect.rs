@@ -106,7 +106,9 @@ async fn admin_check(hs: &Homeserver, me: &str, url: &Url) -> Result<bool, Exit>
 /// Why a job stops before its first row on a server that delegates accounts to MAS.
 pub fn refused_under_mas(job: &str, url: &str, why: &str) -> Exit {
     Exit::Usage(format!(
-        "{url} delegates accounts to the Matrix Authentication Service (MAS): {job} cannot run          there, {why}. Nothing was sent. Do this in MAS instead: its admin API          (/api/admin/v1/users) or `mas-cli manage` (register-user, set-password,          promote-admin)"
+        "{url} delegates accounts to the Matrix Authentication Service (MAS): {job} cannot run \
+         there, {why}. Nothing was sent. Do this in MAS instead: its admin API \
+         (/api/admin/v1/users) or `mas-cli manage` (register-user, set-password, promote-admin)"
     ))
 }
 
