@@ -97,7 +97,11 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
             (None, ctx)
         }
         _ => {
-            let need_admin = plan.kind != Kind::DryRun || matches!(source, Source::Accounts { .. });
+            // A job Synapse may refuse under MAS needs the admin check, which finds MAS out,
+            // even for a dry run: that would otherwise show rows that can never run.
+            let need_admin = plan.kind != Kind::DryRun
+                || matches!(source, Source::Accounts { .. })
+                || job.refused_under_mas().is_some();
             let pool = if plan.kind == Kind::DryRun {
                 1
             } else {

@@ -245,6 +245,7 @@ async fn case(hs: &Synapse, job: &str, dir: &Path) {
                 vec![],
                 vec!["--on-existing", "update"],
                 vec!["--generate-passwords", "passwords.csv"],
+                vec!["--dry-run"],
                 vec!["--dry-run", "--check"],
             ] {
                 let mut args = vec!["create-users", "hires.csv"];
