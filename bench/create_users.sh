@@ -10,14 +10,16 @@
 # the CPU Synapse spent per account. Every account must answer 201 (synbatch: `ok`). The issue's
 # target: synbatch at least as fast as the asyncio script.
 #
-# Run:    bash bench/create_users.sh         (N=600 ROUNDS=1 ... to choose)
-# Needs:  cargo, python3; runs its own Synapse (relaxed profile) under target/bench/synapse, as
+# Run:    bash bench/create_users.sh         (N=600 ROUNDS=1 ... to choose; PROFILE=postgres for
+#         a Synapse on PostgreSQL, which the harness installs and starts)
+# Needs:  cargo, python3; runs its own Synapse (PROFILE, default relaxed) under target/bench/synapse, as
 #         bench/synapse_join.sh does, stopped at the end unless KEEP_SYNAPSE=1. Only 127.0.0.1.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 N=${N:-2000}
 ROUNDS=${ROUNDS:-3}
+PROFILE=${PROFILE:-relaxed}
 HARNESS="python3 $REPO/tests/synapse/harness.py"
 export SYNBATCH_TEST_DIR=$WORK/synapse
 TOOL="python3 $REPO/bench/create_users_tool.py"
@@ -33,8 +35,8 @@ trap stop_all EXIT
 # account scans the users table (lower(name) has no index there), so a server that keeps the
 # accounts of earlier measurements would slow down whichever method comes later.
 fresh() {
-    $HARNESS stop --profile relaxed >/dev/null 2>&1 || true
-    local state; state=$($HARNESS ensure --profile relaxed 2>"$D/harness.log") || { cat "$D/harness.log" >&2; return 1; }
+    $HARNESS stop --profile "$PROFILE" >/dev/null 2>&1 || true
+    local state; state=$($HARNESS ensure --profile "$PROFILE" 2>"$D/harness.log") || { cat "$D/harness.log" >&2; return 1; }
     URL=$(json url <<<"$state"); TOKEN=$(json admin_token <<<"$state"); SYNAPSE_PID=$(json pid <<<"$state")
     export URL TOKEN
     printf '%s' "$TOKEN" >"$D/token"
@@ -65,7 +67,7 @@ one() {
     awk -v b="$b1" -v b0="$b0" -v p="$p1" -v p0="$p0" '{ c = $2 + $3; printf "%.3f %.2f %.2f\n", $1, p - p0, b - b0 - c - (p - p0) }' "$D/time"
 }
 
-echo "# create_users: $N accounts (display name + password); median of $ROUNDS; $(machine_info)"
+echo "# create_users: $N accounts (display name + password), $PROFILE profile; median of $ROUNDS; $(machine_info)"
 for r in $(seq "$ROUNDS"); do
     methods=(seq asyncio synbatch)
     for i in 0 1 2; do

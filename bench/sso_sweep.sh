@@ -15,7 +15,8 @@
 # Then accounts are added up to 10,000 (not timed) and `synbatch export-users` runs twice
 # under /usr/bin/time: the list alone, and with --with-external-ids (a GET per account).
 #
-# Run:    bash bench/sso_sweep.sh           (ROUNDS=3 bash bench/sso_sweep.sh for medians)
+# Run:    bash bench/sso_sweep.sh           (ROUNDS=3 bash bench/sso_sweep.sh for medians;
+#         PROFILE=postgres for a Synapse on PostgreSQL, which the harness installs and starts)
 # Needs:  cargo, python3 (the harness installs Synapse); /usr/bin/time (apt, if missing).
 #         Traffic only to 127.0.0.1.
 set -euo pipefail
@@ -24,13 +25,14 @@ source "$(dirname "$0")/lib.sh"
 N=300
 EXPORT_N=10000
 ROUNDS=${ROUNDS:-1}
+PROFILE=${PROFILE:-relaxed}
 ROOT=$WORK/synapse-sso
 TOOL="python3 $REPO/bench/sso_tool.py"
 need /usr/bin/time:time
 build
 # Its own server and venv (the first run installs Synapse there, ~1 min): the tests' server,
 # with its thousands of test accounts, would make every sweep list and read them all.
-state=$(SYNBATCH_TEST_DIR=$ROOT python3 "$REPO/tests/synapse/harness.py" ensure)
+state=$(SYNBATCH_TEST_DIR=$ROOT python3 "$REPO/tests/synapse/harness.py" ensure --profile "$PROFILE")
 URL=$(json url <<<"$state"); TOKEN=$(json admin_token <<<"$state")
 export URL TOKEN
 D=$WORK/sso-sweep.$$
@@ -42,7 +44,7 @@ now() { date +%s.%N; }
 accounts=$($TOOL total)
 if ((accounts > N + 1)); then
     log "the bench server already has $accounts accounts (want $((N + 1))): stop it with"
-    log "  SYNBATCH_TEST_DIR=$ROOT python3 tests/synapse/harness.py stop   and rerun"
+    log "  SYNBATCH_TEST_DIR=$ROOT python3 tests/synapse/harness.py stop --all   and rerun"
     exit 1
 fi
 
@@ -64,7 +66,7 @@ one() {  # one METHOD -> wall seconds
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
 
-echo "# sso_sweep: $N accounts x 2 mappings, remove oidc-old from every account; median of $ROUNDS; $(machine_info)"
+echo "# sso_sweep: $N accounts x 2 mappings, remove oidc-old from every account, $PROFILE profile; median of $ROUNDS; $(machine_info)"
 echo "| method | users/s | seconds |"
 echo "|---|---|---|"
 for r in $(seq "$ROUNDS"); do
@@ -96,4 +98,4 @@ for variant in plain with-external-ids; do
         'BEGIN { printf "| %s | %d | %.2f | %.0f | %.1f |\n", v, n, w, n / w, r / 1024 }'
 done
 # A fresh server next time: the sweep needs exactly N accounts on it.
-SYNBATCH_TEST_DIR=$ROOT python3 "$REPO/tests/synapse/harness.py" stop >/dev/null
+SYNBATCH_TEST_DIR=$ROOT python3 "$REPO/tests/synapse/harness.py" stop --all >/dev/null

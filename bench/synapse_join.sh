@@ -2,7 +2,8 @@
 # synapse_join.sh — joining 600 fresh users into one fresh public room of a real Synapse, 3 ways.
 #
 # For each Synapse profile of tests/synapse/harness.py (PROFILES, default "relaxed default":
-# relaxed has every rate limit raised, default is Synapse's own settings) and each of ROUNDS
+# relaxed has every rate limit raised, default is Synapse's own settings; postgres and
+# postgres-default the same on PostgreSQL) and each of ROUNDS
 # rounds (default 3; the order of the methods rotates each round), with fresh users and a fresh
 # room for each method (users are created before the clock starts, by concurrent admin PUTs):
 #   a. seq       one request at a time (python3 http.client, one keep-alive connection)

@@ -23,6 +23,8 @@ pub struct Connection {
     pub server_name: String,
     /// The token's own user id.
     pub me: String,
+    /// Synapse delegates authentication to MAS (known only after an admin check).
+    pub delegated: bool,
 }
 
 /// Checks the options that need no network: refuses a token on the command line, and a
@@ -47,7 +49,7 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
     let url = homeserver_url(args)?;
     let token = token(args)?;
     crate::secret::keep(&token);
-    let hs = Homeserver::new(
+    let mut hs = Homeserver::new(
         url.clone(),
         &token,
         Duration::from_secs_f64(args.timeout),
@@ -57,16 +59,9 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
     let me = startup(|| hs.whoami())
         .await
         .map_err(|e| refused(&url, e))?;
-    if need_admin {
-        match startup(|| hs.is_admin(&me)).await {
-            Ok(true) => {}
-            Ok(false) | Err(HsError::Status { status: 403, .. }) => {
-                return Err(Exit::Aborted(format!(
-                    "{me} is not a server admin: this job needs an admin's access token"
-                )));
-            }
-            Err(e) => return Err(refused(&url, e)),
-        }
+    let delegated = need_admin && admin_check(&hs, &me, &url).await?;
+    if delegated {
+        hs.set_delegated();
     }
     let server_name = match &args.server_name {
         Some(name) => name.clone(),
@@ -78,7 +73,43 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
         hs: Arc::new(hs),
         server_name,
         me,
+        delegated,
     })
+}
+
+/// Checks that the token is an admin's; returns whether Synapse delegates authentication to
+/// MAS. `GET /_synapse/admin/v1/users/<me>/admin` says it in one read where Synapse serves it.
+/// Delegating to MAS, Synapse does not register that endpoint (404 `M_UNRECOGNIZED`), and that
+/// absence is how delegation is found: `GET /_synapse/admin/v2/users/<me>`, an admin-only read
+/// that both modes serve, then decides (under MAS the token's admin scope, not the account's
+/// flag, makes an admin, and this read honours the scope).
+async fn admin_check(hs: &Homeserver, me: &str, url: &Url) -> Result<bool, Exit> {
+    let not_admin = || {
+        Exit::Aborted(format!(
+            "{me} is not a server admin: this job needs an admin's access token"
+        ))
+    };
+    match startup(|| hs.is_admin(me)).await {
+        Ok(true) => Ok(false),
+        Ok(false) | Err(HsError::Status { status: 403, .. }) => Err(not_admin()),
+        Err(e) if e.status() == Some(404) && e.errcode() == "M_UNRECOGNIZED" => {
+            match startup(|| hs.user(me)).await {
+                Ok(_) => Ok(true),
+                Err(HsError::Status { status: 403, .. }) => Err(not_admin()),
+                Err(e) => Err(refused(url, e)),
+            }
+        }
+        Err(e) => Err(refused(url, e)),
+    }
+}
+
+/// Why a job stops before its first row on a server that delegates accounts to MAS.
+pub fn refused_under_mas(job: &str, url: &str, why: &str) -> Exit {
+    Exit::Usage(format!(
+        "{url} delegates accounts to the Matrix Authentication Service (MAS): {job} cannot run \
+         there, {why}. Nothing was sent. Do this in MAS instead: its admin API \
+         (/api/admin/v1/users) or `mas-cli manage` (register-user, set-password, promote-admin)"
+    ))
 }
 
 /// A first call, under the run's retry policy: one 502 or 429 at startup is no reason to stop.

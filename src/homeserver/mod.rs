@@ -223,9 +223,22 @@ pub struct Homeserver {
     /// Kept to take it out of every text an answer brings (a server may echo the header).
     token: Token,
     timeout: Duration,
+    /// Synapse delegates authentication to MAS (found by `connect`): it has no guest accounts
+    /// to list.
+    delegated: bool,
 }
 
 impl Homeserver {
+    /// Records that the server delegates authentication to MAS.
+    pub fn set_delegated(&mut self) {
+        self.delegated = true;
+    }
+
+    /// Whether the server delegates authentication to MAS.
+    pub fn delegated(&self) -> bool {
+        self.delegated
+    }
+
     pub fn new(base: Url, token: &Token, timeout: Duration, pool: usize) -> Result<Self, String> {
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.0))
             .map_err(|_| "the token contains characters that cannot go in a header".to_string())?;
@@ -246,6 +259,7 @@ impl Homeserver {
             auth,
             token: token.clone(),
             timeout,
+            delegated: false,
         })
     }
 

@@ -8,7 +8,8 @@ use super::{Homeserver, HsError};
 
 impl Homeserver {
     /// `GET /_synapse/admin/v1/users/<user_id>/admin`: whether a user is a server admin.
-    /// Asked with a non-admin token it answers 403 "You are not a server admin".
+    /// Asked with a non-admin token it answers 403 "You are not a server admin". Synapse does
+    /// not serve it when it delegates authentication to MAS (404 `M_UNRECOGNIZED`).
     pub async fn is_admin(&self, user_id: &str) -> Result<bool, HsError> {
         #[derive(Deserialize)]
         struct Admin {
@@ -110,7 +111,9 @@ impl Homeserver {
         let mut params: Vec<(&str, &str)> = vec![("from", from), ("limit", &limit)];
         let flag = |b: bool| if b { "true" } else { "false" };
         params.push(("deactivated", flag(query.deactivated)));
-        params.push(("guests", flag(query.guests)));
+        // Under MAS, Synapse answers 400 to `guests=true`, and to no `guests` at all (it counts
+        // as true): there are no guest accounts there.
+        params.push(("guests", flag(query.guests && !self.delegated())));
         // Synapse leaves locked accounts out unless asked: they are accounts all the same.
         params.push(("locked", "true"));
         if query.admins_only {

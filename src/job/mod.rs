@@ -229,4 +229,9 @@ pub trait Job: Send + Sync + 'static {
     }
     /// The request a task will send, for `--dry-run`.
     fn describe(&self, task: &Self::Task) -> String;
+    /// Why the job cannot run against a Synapse that delegates accounts to MAS (Synapse then
+    /// refuses what it sends), or `None` when it can. A refused job stops before its first row.
+    fn refused_under_mas(&self) -> Option<&'static str> {
+        None
+    }
 }

@@ -392,6 +392,12 @@ async fn export(args: &Args, summary: &mut JsonSummary) -> Result<(), Exit> {
     };
     let pool = usize::from(args.concurrency);
     let conn = connect::connect(&args.server, pool, true).await?;
+    if args.guests && conn.delegated {
+        eprintln!(
+            "note: the server delegates accounts to MAS, which has no guest accounts: --guests \
+             adds none"
+        );
+    }
     let query = UserQuery {
         limit: args.page_size,
         deactivated: args.deactivated,

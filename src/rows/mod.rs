@@ -152,10 +152,6 @@ async fn run_job<J: Job>(
         };
         confirm(&what, plan.yes).map_err(Exit::Usage)?;
     }
-    if plan.kind == Kind::Run {
-        job.prepare().map_err(Exit::Usage)?;
-    }
-
     // A dry run of a file with --server-name needs no server at all.
     let (hs, ctx) = match (&args.server.server_name, &source, plan.kind) {
         (Some(name), Source::Input, Kind::DryRun) => {
@@ -166,13 +162,20 @@ async fn run_job<J: Job>(
             (None, ctx)
         }
         _ => {
-            let need_admin = plan.kind != Kind::DryRun || matches!(source, Source::Accounts { .. });
+            // A job Synapse may refuse under MAS needs the admin check, which finds MAS out,
+            // even for a dry run: that would otherwise show rows that can never run.
+            let need_admin = plan.kind != Kind::DryRun
+                || matches!(source, Source::Accounts { .. })
+                || job.refused_under_mas().is_some();
             let pool = if plan.kind == Kind::DryRun {
                 1
             } else {
                 plan.limits.concurrency
             };
             let conn = connect::connect(&args.server, pool, need_admin).await?;
+            if let Some(why) = job.refused_under_mas().filter(|_| conn.delegated) {
+                return Err(connect::refused_under_mas(job.name(), homeserver, why));
+            }
             let ctx = Context {
                 server_name: conn.server_name,
                 me: conn.me,
@@ -180,6 +183,10 @@ async fn run_job<J: Job>(
             (Some(conn.hs), ctx)
         }
     };
+    // After the server is known to take the job, so that a refused one leaves no stray file.
+    if plan.kind == Kind::Run {
+        job.prepare().map_err(Exit::Usage)?;
+    }
     let (input, lister) = match (input, &source, &hs) {
         (Some(input), ..) => (input, None),
         (None, Source::Accounts { page_size, .. }, Some(hs)) => {

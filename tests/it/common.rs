@@ -17,19 +17,43 @@ pub struct Synapse {
     pub url: String,
     pub server_name: String,
     pub admin_token: String,
+    /// The MAS stand-in (`mas` profile only): accounts and tokens come from it.
+    pub mas: Option<Mas>,
 }
 
-/// The shared server of a profile (`relaxed`: no rate limits; `default`: Synapse's own limits).
-/// A test that cannot get its server fails here; it never skips.
+/// What the `mas` profile's Synapse trusts: the stand-in's URL and the shared secret.
+#[derive(Debug, Clone)]
+pub struct Mas {
+    pub url: String,
+    pub secret: String,
+}
+
+/// The shared server of a profile (`relaxed`: no rate limits; `default`: Synapse's own limits;
+/// `mas`: relaxed, authentication delegated to MAS). With `SYNBATCH_TEST_DB=postgres`, relaxed
+/// and default run on PostgreSQL instead of SQLite (the harness's `postgres` and
+/// `postgres-default`). A test that cannot get its server fails here; it never skips.
 pub fn synapse(profile: &'static str) -> Synapse {
     static RELAXED: OnceLock<Synapse> = OnceLock::new();
     static DEFAULT: OnceLock<Synapse> = OnceLock::new();
-    let cell = match profile {
-        "relaxed" => &RELAXED,
-        "default" => &DEFAULT,
-        other => panic!("unknown Synapse profile {other}"),
+    static MAS: OnceLock<Synapse> = OnceLock::new();
+    let (cell, harness_profile) = match (profile, test_db().as_str()) {
+        ("relaxed", "sqlite") => (&RELAXED, "relaxed"),
+        ("relaxed", "postgres") => (&RELAXED, "postgres"),
+        ("default", "sqlite") => (&DEFAULT, "default"),
+        ("default", "postgres") => (&DEFAULT, "postgres-default"),
+        ("mas", _) => (&MAS, "mas"),
+        (other, _) => panic!("unknown Synapse profile {other}"),
     };
-    cell.get_or_init(|| start(profile)).clone()
+    cell.get_or_init(|| start(harness_profile)).clone()
+}
+
+/// `SYNBATCH_TEST_DB`: `sqlite` (the default) or `postgres`; anything else fails the test.
+fn test_db() -> String {
+    match std::env::var("SYNBATCH_TEST_DB") {
+        Err(_) => "sqlite".into(),
+        Ok(db) if db == "sqlite" || db == "postgres" => db,
+        Ok(other) => panic!("SYNBATCH_TEST_DB={other}: expected sqlite or postgres"),
+    }
 }
 
 fn start(profile: &str) -> Synapse {
@@ -52,6 +76,10 @@ fn start(profile: &str) -> Synapse {
         url: s("url"),
         server_name: s("server_name"),
         admin_token: s("admin_token"),
+        mas: state.get("mas_url").map(|_| Mas {
+            url: s("mas_url"),
+            secret: s("mas_secret"),
+        }),
     }
 }
 
@@ -110,7 +138,26 @@ impl Synapse {
         ids
     }
 
+    /// Creates (or updates) an account. Under MAS, the way MAS does (`provision_user`): only
+    /// `displayname` is taken from `body`, as MAS owns passwords.
     pub async fn create_user(&self, id: &str, body: Value) {
+        if let Some(mas) = &self.mas {
+            let localpart = id[1..].split(':').next().unwrap();
+            let mut provision = json!({"localpart": localpart});
+            if let Some(name) = body.get("displayname") {
+                provision["set_displayname"] = name.clone();
+            }
+            let response = reqwest::Client::new()
+                .post(format!("{}/_synapse/mas/provision_user", self.url))
+                .bearer_auth(&mas.secret)
+                .json(&provision)
+                .send()
+                .await
+                .expect("test Synapse answers");
+            let status = response.status().as_u16();
+            assert!(status == 201 || status == 200, "provision {id}: {status}");
+            return;
+        }
         let path = format!("/_synapse/admin/v2/users/{}", enc(id));
         let (status, answer) = self.call("PUT", &path, Some(body)).await;
         assert!(
@@ -175,8 +222,20 @@ impl Synapse {
         self.call("GET", &path, None).await
     }
 
-    /// A token for a user who is not an admin.
+    /// A token for a user who is not an admin (under MAS, one the stand-in vouches for).
     pub async fn user_token(&self, user_id: &str) -> String {
+        if let Some(mas) = &self.mas {
+            let localpart = user_id[1..].split(':').next().unwrap();
+            let response = reqwest::Client::new()
+                .post(format!("{}/_test/tokens", mas.url))
+                .bearer_auth(&mas.secret)
+                .json(&json!({"username": localpart, "admin": false}))
+                .send()
+                .await
+                .expect("the MAS stand-in answers");
+            let body: Value = response.json().await.expect("the stand-in answers JSON");
+            return body["token"].as_str().expect("a token").to_string();
+        }
         let path = format!("/_synapse/admin/v1/users/{}/login", enc(user_id));
         let (status, body) = self.call("POST", &path, Some(json!({}))).await;
         assert_eq!(status, 200, "login as {user_id}: {body}");

@@ -21,6 +21,7 @@ mod synapse_export;
 mod synapse_invite;
 mod synapse_join;
 mod synapse_kill;
+mod synapse_mas;
 mod synapse_media;
 mod synapse_onboarding;
 mod synapse_spreadsheets;

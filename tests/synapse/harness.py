@@ -3,23 +3,46 @@
 
 Standard library only: this runs before any venv exists and installs Synapse itself.
 
-    harness.py ensure      [--profile relaxed|default]
-    harness.py stop        [--profile relaxed|default | --all]
+    harness.py ensure      [--profile P]
+    harness.py stop        [--profile P | --all]
     harness.py create-user LOCALPART [--password PW] [--displayname D] [--profile P]
     harness.py create-room --alias LOCALPART [--private] [--profile P]
+    harness.py mas-token   LOCALPART [--admin]          (mas profile: a token for an account)
 
 Every command prints exactly one line of JSON on stdout; progress, pip output and diagnostics go
 to stderr. Failures exit non-zero with a message (never a silent skip).
 
-Profiles:
-  relaxed  every rc_* rate limiter raised so far that it never triggers (functional tests, benches)
-  default  Synapse's own default limits (to produce real 429s)
+Profiles (rate limits / database / authentication):
+  relaxed           every rc_* rate limiter raised so far that it never triggers; SQLite
+  default           Synapse's own default limits (to produce real 429s); SQLite
+  postgres          relaxed limits; PostgreSQL
+  postgres-default  Synapse's own limits; PostgreSQL
+  mas               relaxed limits; SQLite; authentication delegated to MAS (a stand-in, below)
+
+PostgreSQL: Debian's packages (`apt-get install postgresql` when no initdb/pg_ctl is found, as
+root or through `sudo -n`), psycopg2-binary from PyPI in the venv, and one throwaway cluster
+under <root>/pg/ listening on 127.0.0.1 only (no unix socket), password auth for its one role.
+PostgreSQL refuses to run as root: under root the cluster belongs to and runs as the `postgres`
+system user that the Debian package creates (`nobody` if there is none). Each postgres profile
+gets its own database (UTF8, C collation, from template0, as Synapse requires), recreated empty
+whenever that profile's Synapse is (re)started. `stop --all` stops the cluster too.
+
+MAS: Synapse with `matrix_authentication_service: {enabled: true, endpoint, secret}`. MAS itself
+is not installable here; what Synapse asks of it is served by a stand-in (`mas-standin`, a
+threaded http.server on 127.0.0.1 started as a daemon beside Synapse): token introspection
+(`POST /oauth2/introspect`, Bearer = the shared secret) for the tokens listed in
+<profile>/mas-tokens.json (an admin token gets `urn:synapse:admin:*`, others do not), and the
+OpenID metadata. Accounts are made as MAS makes them: `POST /_synapse/mas/provision_user` with the
+shared secret. `ensure --profile mas` also prints `mas_url` and `mas_secret`.
 
 Layout, under $SYNBATCH_TEST_DIR or <repo>/target/synapse-test:
   venv/                 one virtualenv with the pinned matrix-synapse, shared by all profiles
   lock                  root-wide flock: guards the venv install
   <profile>.lock        per-profile flock: guards starting/stopping that profile's server
   <profile>/            homeserver.yaml, overrides.yaml, data/, homeserver.log, state.json
+  pg/, pg.lock          the PostgreSQL cluster (state.json; cluster/: data/, postgres.log) and
+                        its flock. Under root, if PostgreSQL's user cannot reach <root> (a
+                        parent closed to others), cluster/ is $TMPDIR/synbatch-pg-<hash> instead
 """
 
 from __future__ import annotations
@@ -31,6 +54,7 @@ import hashlib
 import hmac
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -46,7 +70,18 @@ from pathlib import Path
 SYNAPSE_VERSION = "1.163.2"
 SERVER_NAME = "localhost"
 ADMIN_LOCALPART = "admin"
-PROFILES = ("relaxed", "default")
+# profile -> (relaxed rate limits, database, MAS delegation)
+PROFILES = {
+    "relaxed": (True, "sqlite", False),
+    "default": (False, "sqlite", False),
+    "postgres": (True, "postgres", False),
+    "postgres-default": (False, "postgres", False),
+    "mas": (True, "sqlite", True),
+}
+PSYCOPG2 = "psycopg2-binary==2.9.13"  # a wheel: nothing to compile, no libpq headers needed
+PG_ROLE = "synbatch"
+MAS_ADMIN_SCOPE = "urn:synapse:admin:*"
+MAS_API_SCOPE = "urn:matrix:client:api:*"
 
 HEALTH_POLL_INTERVAL = 0.2  # seconds between /health probes while starting
 HEALTH_TIMEOUT = 90.0  # seconds to wait for a fresh server to answer /health
@@ -235,6 +270,14 @@ def stop_profile(root: Path, profile: str) -> bool:
     # the latter.
     for pid in {state.get("pid"), read_pid_file(profile_dir)}:
         stopped |= kill_server(pid, profile_dir)
+    mas_pid = state.get("mas_pid")
+    with contextlib.suppress(OSError, ValueError):
+        mas_pid = mas_pid or int((profile_dir / "mas.pid").read_text())
+    if pid_is_standin(mas_pid, profile_dir):
+        log(f"stopping the MAS stand-in pid {mas_pid}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(mas_pid, signal.SIGKILL)
+        stopped = True
     with contextlib.suppress(FileNotFoundError):
         (profile_dir / "state.json").unlink()
     return stopped
@@ -286,6 +329,354 @@ def ensure_venv(root: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+def pg_bin_dir() -> Path | None:
+    """Where initdb, pg_ctl and psql live: Debian keeps them in /usr/lib/postgresql/<major>/bin
+    (only wrappers, or nothing, are on PATH)."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl", path=str(Path(found).resolve().parent)):
+        return Path(found).resolve().parent
+    versions = []
+    for d in Path("/usr/lib/postgresql").glob("*/bin"):
+        with contextlib.suppress(ValueError):
+            if (d / "initdb").exists() and (d / "pg_ctl").exists():
+                versions.append((float(d.parent.name), d))
+    return max(versions)[1] if versions else None
+
+
+def install_postgres() -> Path:
+    """apt-get install postgresql, non-interactive. As root, or through `sudo -n` (never a
+    password prompt). Debian's package would create and start a `main` cluster on port 5432;
+    a createcluster.conf written first (only if there is none) stops it doing so."""
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if sudo and not shutil.which("sudo"):
+        raise HarnessError("PostgreSQL is not installed and this is not root: "
+                           "run `apt-get install postgresql` as root, then retry")
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    if not sudo and not conf.exists():
+        log(f"writing {conf}: create_main_cluster = false (no system cluster on port 5432)")
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text("# written by synbatch's tests/synapse/harness.py\ncreate_main_cluster = false\n")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (sudo + ["apt-get", "update", "-q"],
+                sudo + ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                        "-o", "Dpkg::Options::=--force-confold", "postgresql"]):
+        log(f"PostgreSQL not found: running {' '.join(cmd)}")
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr, env=env)
+        if res.returncode != 0:
+            raise HarnessError(f"{' '.join(cmd)} failed with exit code {res.returncode}")
+    found = pg_bin_dir()
+    if not found:
+        raise HarnessError("apt-get installed postgresql but no initdb/pg_ctl is in /usr/lib/postgresql/*/bin")
+    return found
+
+
+def pg_runner() -> dict:
+    """subprocess arguments that run a server command as a user PostgreSQL accepts: the
+    current user, or, under root (which postgres refuses), the Debian package's `postgres`."""
+    if os.geteuid() != 0:
+        return {}
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(name)
+            return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    raise HarnessError("running as root, and there is no `postgres` or `nobody` user to run PostgreSQL as")
+
+
+def pg_home(root: Path, run_as: dict) -> Path:
+    """Where the cluster's data and log live: <root>/pg/cluster, unless PostgreSQL's user
+    cannot reach it (under root, a parent such as a `mktemp -d` directory may be closed to
+    other users): then a directory of its own in the temp dir, named after <root>."""
+    home = root / "pg" / "cluster"
+    if not run_as:
+        return home
+    reach = subprocess.run(["test", "-x", str(root)], stdin=subprocess.DEVNULL, **run_as)
+    if reach.returncode == 0:
+        return home
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:12]
+    other = Path(os.environ.get("TMPDIR", "/tmp")) / f"synbatch-pg-{digest}"
+    log(f"{root} is closed to uid {run_as['user']}: the cluster goes to {other} instead")
+    return other
+
+
+def pg_alive(state: dict | None) -> bool:
+    if not state:
+        return False
+    try:
+        data = Path(state["home"]) / "data"
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, KeyError):
+        return False
+    if str(data).encode() not in cmdline:
+        return False
+    return psql(state, "postgres", "SELECT 1", check=False).returncode == 0
+
+
+def psql(pg: dict, db: str, sql: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        [str(Path(pg["bin"]) / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+         "-p", str(pg["port"]), "-U", PG_ROLE, "-d", db, "-c", sql],
+        env=dict(os.environ, PGPASSWORD=pg["password"], PGCONNECT_TIMEOUT="5"),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise HarnessError(f"psql {sql!r} failed: {res.stderr.strip()}")
+    return res
+
+
+def read_pg_state(root: Path) -> dict | None:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((root / "pg" / "state.json").read_text())
+    return None
+
+
+def ensure_postgres(root: Path) -> dict:
+    """The running cluster (started if needed): {bin, home, port, password}."""
+    meta = root / "pg"
+    with flocked(root / "pg.lock"):
+        state = read_pg_state(root)
+        if pg_alive(state):
+            return state
+        bindir = pg_bin_dir() or install_postgres()
+        run_as = pg_runner()
+        stop_postgres(root, locked=True)
+        shutil.rmtree(meta, ignore_errors=True)
+        meta.mkdir(parents=True)
+        home = pg_home(root, run_as)
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True, mode=0o700)
+        password = secrets.token_hex(16)
+        pwfile = home / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if run_as:
+            log(f"running as root: the cluster in {home} belongs to uid {run_as['user']}")
+            for path in (home, pwfile):
+                os.chown(path, run_as["user"], run_as["group"])
+        log(f"initdb {home / 'data'} (PostgreSQL from {bindir})")
+        res = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(home / "data"), "-U", PG_ROLE,
+             f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"],
+            cwd=home, stdin=subprocess.DEVNULL, capture_output=True, text=True, **run_as)
+        pwfile.unlink()
+        if res.returncode != 0:
+            raise HarnessError(f"initdb failed ({res.returncode}): {res.stdout}{res.stderr}")
+        for attempt in range(1, 4):
+            port = free_port()
+            with open(home / "data" / "postgresql.conf", "a") as conf:
+                # 127.0.0.1 only; no unix socket (a long target/ path would overflow its name).
+                conf.write(f"\n# synbatch harness\nlisten_addresses = '127.0.0.1'\nport = {port}\n"
+                           "unix_socket_directories = ''\n")
+            log(f"starting PostgreSQL on 127.0.0.1:{port}")
+            res = subprocess.run(
+                [str(bindir / "pg_ctl"), "-D", str(home / "data"), "-l", str(home / "postgres.log"),
+                 "-w", "-t", "60", "start"],
+                cwd=home, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=True, start_new_session=True, **run_as)
+            if res.returncode == 0:
+                break
+            tail = ""
+            with contextlib.suppress(OSError):
+                tail = (home / "postgres.log").read_text(errors="replace")[-2000:]
+            if attempt < 3 and "could not bind" in tail:
+                log("port was taken meanwhile, retrying on another one")
+                continue
+            raise HarnessError(f"pg_ctl start failed: {res.stderr}\n{tail}")
+        state = {"bin": str(bindir), "home": str(home), "port": port, "password": password}
+        tmp = meta / "state.json.tmp"
+        tmp.write_text(json.dumps(state) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(meta / "state.json")
+        return state
+
+
+def stop_postgres(root: Path, locked: bool = False) -> bool:
+    with (contextlib.nullcontext() if locked else flocked(root / "pg.lock")):
+        state = read_pg_state(root)
+        bindir = pg_bin_dir()
+        if not state or not bindir:
+            return False
+        home = Path(state.get("home") or root / "pg")  # an older layout kept data/ in pg/
+        stopped = False
+        if (home / "data" / "postmaster.pid").exists():
+            log(f"stopping PostgreSQL ({home})")
+            res = subprocess.run([str(bindir / "pg_ctl"), "-D", str(home / "data"), "-m", "fast", "-w", "stop"],
+                                 cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 **pg_runner())
+            stopped = res.returncode == 0
+        if stopped and root not in home.parents:
+            shutil.rmtree(home, ignore_errors=True)  # throwaway data in the temp dir: not kept
+        with contextlib.suppress(FileNotFoundError):
+            (root / "pg" / "state.json").unlink()
+        return stopped
+
+
+def fresh_database(root: Path, profile: str) -> dict:
+    """An empty database for `profile`, as Synapse wants it; returns Synapse's `database`."""
+    pg = ensure_postgres(root)
+    name = "synapse_" + profile.replace("-", "_")
+    psql(pg, "postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(pg, "postgres", f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
+                         "TEMPLATE template0")
+    return {"name": "psycopg2", "args": {
+        "user": PG_ROLE, "password": pg["password"], "dbname": name,
+        "host": "127.0.0.1", "port": pg["port"], "cp_min": 5, "cp_max": 10}}
+
+
+def ensure_psycopg2(root: Path) -> None:
+    """psycopg2 in the venv. Caller holds the root lock."""
+    py = str(venv_python(root))
+    if subprocess.run([py, "-c", "import psycopg2"], stdin=subprocess.DEVNULL,
+                      capture_output=True).returncode == 0:
+        return
+    log(f"installing {PSYCOPG2} into the venv")
+    res = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", PSYCOPG2],
+                         stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr)
+    if res.returncode != 0:
+        raise HarnessError(f"pip install {PSYCOPG2} failed with exit code {res.returncode}")
+
+
+# ---------------------------------------------------------------------------------------------
+# MAS stand-in
+
+
+def pid_is_standin(pid: int | None, profile_dir: Path) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        args = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X") and \
+        "mas-standin" in args and str(profile_dir) in args
+
+
+def start_standin(profile_dir: Path, secret: str) -> tuple[str, int]:
+    """Starts the stand-in daemon on a free port; returns (its URL, its pid)."""
+    (profile_dir / "mas-secret").write_text(secret)
+    (profile_dir / "mas-secret").chmod(0o600)
+    tokens = profile_dir / "mas-tokens.json"
+    if not tokens.exists():
+        tokens.write_text("{}\n")
+        tokens.chmod(0o600)
+    for _ in range(3):
+        port = free_port()
+        with open(profile_dir / "mas.log", "ab") as out:
+            proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "mas-standin",
+                                     str(profile_dir), "--port", str(port)],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                if http("GET", url + "/health", timeout=1)[0] == 200:
+                    log(f"MAS stand-in on {url} (pid {proc.pid})")
+                    return url, proc.pid
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.kill()
+    raise HarnessError(f"the MAS stand-in did not start\n{(profile_dir / 'mas.log').read_text(errors='replace')[-2000:]}")
+
+
+def standin_token(state: dict, localpart: str, admin: bool) -> str:
+    status, body, _ = http("POST", state["mas_url"] + "/_test/tokens", token=state["mas_secret"],
+                           body={"username": localpart, "admin": admin})
+    if status != 200 or not isinstance(body, dict) or "token" not in body:
+        raise HarnessError(f"the MAS stand-in minted no token: {status} {body}")
+    return body["token"]
+
+
+def provision_user(state: dict, localpart: str, displayname: str | None = None) -> None:
+    """How MAS makes (or updates) an account: 201 created, 200 updated."""
+    body: dict = {"localpart": localpart}
+    if displayname is not None:
+        body["set_displayname"] = displayname
+    status, answer, _ = http("POST", state["url"] + "/_synapse/mas/provision_user",
+                             token=state["mas_secret"], body=body)
+    if status not in (200, 201):
+        raise HarnessError(f"provision_user {localpart} -> {status}: {answer}")
+
+
+def cmd_mas_standin(args: argparse.Namespace) -> int:
+    """The stand-in's server (runs until killed). Stdlib only, loopback only."""
+    import http.server
+    import threading
+
+    profile_dir = Path(args.dir)
+    secret = (profile_dir / "mas-secret").read_text().strip()
+    tokens_path = profile_dir / "mas-tokens.json"
+    lock = threading.Lock()
+    base = f"http://127.0.0.1:{args.port}/"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self, status: int, body: object) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def body(self) -> bytes:
+            return self.rfile.read(min(int(self.headers.get("Content-Length") or 0), 65536))
+
+        def authorised(self) -> bool:
+            given = self.headers.get("Authorization", "")
+            return hmac.compare_digest(given.encode(), f"Bearer {secret}".encode())
+
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                self.answer(200, {"ok": True})
+            elif self.path == "/.well-known/openid-configuration":
+                self.answer(200, {
+                    "issuer": base, "account_management_uri": base + "account/",
+                    "authorization_endpoint": base + "authorize", "token_endpoint": base + "oauth2/token",
+                    "introspection_endpoint": base + "oauth2/introspect",
+                    "response_types_supported": ["code"]})
+            else:
+                self.answer(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            if not self.authorised():
+                self.answer(401, {"error": "invalid_client"})
+                return
+            raw = self.body()
+            with lock:
+                tokens = json.loads(tokens_path.read_text())
+                if self.path == "/oauth2/introspect":
+                    token = urllib.parse.parse_qs(raw.decode()).get("token", [""])[0]
+                    entry = tokens.get(token)
+                    if not entry:
+                        self.answer(200, {"active": False})
+                        return
+                    scope = MAS_API_SCOPE + (" " + MAS_ADMIN_SCOPE if entry["admin"] else "")
+                    self.answer(200, {"active": True, "scope": scope, "username": entry["username"],
+                                      "sub": entry["username"]})
+                elif self.path == "/_test/tokens":
+                    ask = json.loads(raw)
+                    token = "mas_" + secrets.token_urlsafe(24)
+                    tokens[token] = {"username": ask["username"], "admin": bool(ask.get("admin"))}
+                    tmp = tokens_path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(tokens, indent=1) + "\n")
+                    tmp.replace(tokens_path)
+                    self.answer(200, {"token": token})
+                else:
+                    self.answer(404, {"error": "not found"})
+
+        def log_message(self, fmt: str, *a: object) -> None:
+            pass  # tokens travel in bodies only, but keep the log quiet anyway
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # Server start
 
 
@@ -296,7 +687,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def overrides_for(profile: str, profile_dir: Path, port: int) -> dict:
+def overrides_for(profile: str, profile_dir: Path, port: int, database: dict | None = None,
+                  mas: tuple[str, str] | None = None) -> dict:
+    """The one place Synapse's config is decided: `database` replaces SQLite (postgres
+    profiles), `mas` is (stand-in URL, shared secret) for the mas profile."""
+    relaxed, _, _ = PROFILES[profile]
     data = profile_dir / "data"
     overrides = {
         # A later -c file replaces whole top-level keys, so each of these is complete.
@@ -326,7 +721,13 @@ def overrides_for(profile: str, profile_dir: Path, port: int) -> dict:
         # with `visibility: public` would leave the room unlisted.
         "room_list_publication_rules": [{"action": "allow"}],
     }
-    if profile == "relaxed":
+    if database is not None:
+        overrides["database"] = database
+    if mas is not None:
+        # Synapse refuses to start with MAS and password login or registration enabled.
+        overrides["matrix_authentication_service"] = {"enabled": True, "endpoint": mas[0], "secret": mas[1]}
+        overrides["password_config"] = {"enabled": False}
+    if relaxed:
         for key in RC_KEYS:
             node = overrides
             *parents, leaf = key.split(".")
@@ -340,9 +741,17 @@ def start_server(root: Path, profile: str) -> dict:
     """Fresh profile dir, config, server, admin user. Caller holds the profile lock."""
     profile_dir = root / profile
     py = str(venv_python(root))
+    _, db, delegated = PROFILES[profile]
     stop_profile(root, profile)  # leftovers from an old state
     shutil.rmtree(profile_dir, ignore_errors=True)
     (profile_dir / "data").mkdir(parents=True)
+    database = fresh_database(root, profile) if db == "postgres" else None
+    mas = None
+    if delegated:
+        secret = secrets.token_hex(32)
+        mas_url, mas_pid = start_standin(profile_dir, secret)
+        (profile_dir / "mas.pid").write_text(str(mas_pid))
+        mas = (mas_url, secret)
 
     log(f"generating config in {profile_dir}")
     res = subprocess.run(
@@ -356,7 +765,7 @@ def start_server(root: Path, profile: str) -> dict:
 
     for attempt in range(1, 4):
         port = free_port()
-        overrides = overrides_for(profile, profile_dir, port)
+        overrides = overrides_for(profile, profile_dir, port, database, mas)
         # JSON is valid YAML, so no YAML writer is needed.
         (profile_dir / "overrides.yaml").write_text(json.dumps(overrides, indent=2) + "\n")
         url = f"http://127.0.0.1:{port}"
@@ -386,7 +795,14 @@ def start_server(root: Path, profile: str) -> dict:
             raise
 
     try:
-        token = register_admin(url, overrides["registration_shared_secret"])
+        if mas:
+            # MAS makes the account in Synapse, then hands out tokens that it alone vouches for.
+            provision_user({"url": url, "mas_secret": mas[1]}, ADMIN_LOCALPART)
+            token = {"user_id": f"@{ADMIN_LOCALPART}:{SERVER_NAME}", "password": None,
+                     "access_token": standin_token({"mas_url": mas[0], "mas_secret": mas[1]},
+                                                   ADMIN_LOCALPART, admin=True)}
+        else:
+            token = register_admin(url, overrides["registration_shared_secret"])
     except Exception as err:
         stop_profile(root, profile)  # no orphan server that nothing records
         raise HarnessError(f"admin registration failed: {err}\n{log_tail(profile_dir)}") from err
@@ -396,6 +812,8 @@ def start_server(root: Path, profile: str) -> dict:
         "dir": str(profile_dir), "port": port, "admin_password": token["password"],
         "synapse_version": SYNAPSE_VERSION,
     }
+    if mas:
+        state.update(mas_url=mas[0], mas_secret=mas[1], mas_pid=mas_pid)
     if not whoami_ok(state):
         stop_profile(root, profile)
         raise HarnessError(f"the new admin token fails whoami\n{log_tail(profile_dir)}")
@@ -459,6 +877,8 @@ def healthy_state(root: Path, profile: str) -> dict | None:
         return None
     if not pid_is_synapse(state.get("pid"), profile_dir):
         return None
+    if PROFILES[profile][2] and not pid_is_standin(state.get("mas_pid"), profile_dir):
+        return None
     try:
         status, body, _ = http("GET", state["url"] + "/health", timeout=3)
         return state if status == 200 and body == "OK" and whoami_ok(state) else None
@@ -481,12 +901,15 @@ def ensure(profile: str) -> dict:
             return state
         with flocked(root / "lock"):  # the venv is shared by all profiles
             ensure_venv(root)
+            if PROFILES[profile][1] == "postgres":
+                ensure_psycopg2(root)
         return start_server(root, profile)
 
 
 def public_view(state: dict) -> dict:
-    keys = ("url", "server_name", "admin_user", "admin_token", "profile", "pid", "dir")
-    return {k: state[k] for k in keys}
+    keys = ("url", "server_name", "admin_user", "admin_token", "profile", "pid", "dir",
+            "mas_url", "mas_secret")
+    return {k: state[k] for k in keys if k in state}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,12 +928,20 @@ def cmd_stop(args: argparse.Namespace) -> dict:
         with flocked(root / f"{profile}.lock"):  # never race an `ensure` of the same profile
             if stop_profile(root, profile):
                 stopped.append(profile)
+    # The cluster outlives `stop --profile postgres` (other postgres profiles may use it).
+    if args.all and stop_postgres(root):
+        stopped.append("postgresql")
     return {"stopped": stopped}
 
 
 def cmd_create_user(args: argparse.Namespace) -> dict:
     state = ensure(args.profile)
     user_id = f"@{args.localpart}:{SERVER_NAME}"
+    if PROFILES[args.profile][2]:
+        if args.password is not None:
+            raise HarnessError("the mas profile has no passwords (MAS owns them): leave out --password")
+        provision_user(state, args.localpart, args.displayname)
+        return {"user_id": user_id}
     body = {}
     if args.password is not None:
         body["password"] = args.password
@@ -547,6 +978,12 @@ def cmd_create_room(args: argparse.Namespace) -> dict:
     return {"room_id": room_id, "alias": alias}
 
 
+def cmd_mas_token(args: argparse.Namespace) -> dict:
+    if not PROFILES[args.profile][2]:
+        raise HarnessError(f"profile {args.profile} does not delegate to MAS")
+    return {"token": standin_token(ensure(args.profile), args.localpart, args.admin)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -567,10 +1004,18 @@ def main(argv: list[str] | None = None) -> int:
     p = with_profile(sub.add_parser("create-room", help="create (or find) a room with an alias, as the admin"))
     p.add_argument("--alias", required=True, help="alias localpart (no '#', no server)")
     p.add_argument("--private", action="store_true", help="private_chat preset, not in the directory")
+    p = with_profile(sub.add_parser("mas-token", help="mas profile: a new token for @LOCALPART"))
+    p.add_argument("localpart")
+    p.add_argument("--admin", action="store_true", help="with the scope urn:synapse:admin:*")
+    p = sub.add_parser("mas-standin")  # internal: the stand-in daemon itself
+    p.add_argument("dir")
+    p.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
+    if args.command == "mas-standin":
+        return cmd_mas_standin(args)
 
-    handler = {"ensure": cmd_ensure, "stop": cmd_stop,
-               "create-user": cmd_create_user, "create-room": cmd_create_room}[args.command]
+    handler = {"ensure": cmd_ensure, "stop": cmd_stop, "create-user": cmd_create_user,
+               "create-room": cmd_create_room, "mas-token": cmd_mas_token}[args.command]
     try:
         result = handler(args)
     except (HarnessError, OSError) as err:
