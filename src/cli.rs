@@ -57,6 +57,7 @@ jobs! {
     Kick => kick,
     CreateUsers => create_users,
     Deactivate => deactivate,
+    SyncMembers => sync_members,
     Report => report,
 }
 

@@ -13,3 +13,4 @@ pub mod purge_media;
 pub mod remove_external_id;
 pub mod report;
 pub mod set_external_id;
+pub mod sync_members;

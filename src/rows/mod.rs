@@ -31,6 +31,9 @@ pub enum Source {
     /// Every account of the server, one row each (user column only), listed as the run goes.
     /// `what` is the confirmation's text.
     Accounts { page_size: u32, what: String },
+    /// The rows of a CSV file other than INPUT (`sync-members` applies the plan it wrote); the
+    /// results file is still named after INPUT.
+    File(std::path::PathBuf),
 }
 
 /// Runs a row job on its INPUT.
@@ -51,13 +54,24 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
             plan.results.display()
         )));
     }
-    let binder = Binder::new(job.input_fields(), &args.columns)?;
+    let (binder, spec) = match &source {
+        Source::File(path) => {
+            let spec = crate::input::InputSpec {
+                path: Some(path.clone()),
+                format: Some(crate::input::Format::Csv),
+                delimiter: Some(b','),
+            };
+            (Binder::new(job.input_fields(), &[])?, spec)
+        }
+        _ => (
+            Binder::new(job.input_fields(), &args.columns)?,
+            plan.input.clone(),
+        ),
+    };
     let input = match &source {
-        Source::Input => Some(Input::open(
-            &plan.input,
-            binder.clone(),
-            &job.required_fields(),
-        )?),
+        Source::Input | Source::File(_) => {
+            Some(Input::open(&spec, binder.clone(), &job.required_fields())?)
+        }
         Source::Accounts { .. } => None,
     };
     let homeserver = args
@@ -71,9 +85,9 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
     if plan.kind == Kind::Run && job.destructive() {
         let what = match &source {
             Source::Accounts { what, .. } => what.clone(),
-            Source::Input => {
+            Source::Input | Source::File(_) => {
                 if !plan.yes && std::io::stdin().is_terminal() {
-                    rows = Input::count_rows(&plan.input, binder.clone());
+                    rows = Input::count_rows(&spec, binder.clone());
                 }
                 let count = rows.map_or(String::new(), |n| {
                     format!(" ({n} row{})", if n == 1 { "" } else { "s" })
@@ -139,8 +153,8 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
     }
     let count: Option<Box<dyn FnOnce() -> Option<u64> + Send>> = match (rows, &source) {
         (Some(n), _) => Some(Box::new(move || Some(n))),
-        (None, Source::Input) => {
-            let spec = plan.input.clone();
+        (None, Source::Input | Source::File(_)) => {
+            let spec = spec.clone();
             Some(Box::new(move || Input::count_rows(&spec, binder)))
         }
         (None, Source::Accounts { .. }) => None,

@@ -21,3 +21,4 @@ mod synapse_kill;
 mod synapse_media;
 mod synapse_onboarding;
 mod synapse_sso;
+mod synapse_sync;
