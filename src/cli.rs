@@ -58,6 +58,7 @@ jobs! {
     CreateUsers => create_users,
     Deactivate => deactivate,
     SyncMembers => sync_members,
+    DiffAccounts => diff_accounts,
     Report => report,
 }
 

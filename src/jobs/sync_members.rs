@@ -315,7 +315,7 @@ pub async fn run(args: Args) -> Result<(), Exit> {
 }
 
 /// `--keep-file`: one user a line; blank lines and `#` comments ignored.
-fn read_keep_file(path: &std::path::Path) -> Result<Vec<String>, Exit> {
+pub fn read_keep_file(path: &std::path::Path) -> Result<Vec<String>, Exit> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Exit::usage(format!("--keep-file {}: {e}", path.display())))?;
     Ok(text

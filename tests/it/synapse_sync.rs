@@ -489,9 +489,19 @@ async fn a_sync_killed_mid_apply_is_finished_by_a_rerun() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the sync ended before it could be killed mid-apply"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let mid = hs.members(&room_id).await.len();
+    assert!(
+        std::fs::read_to_string(&results_path)
+            .unwrap()
+            .contains("pending"),
+        "killed before any change"
+    );
     let run = run_against(
         &hs,
         dir.path(),
@@ -515,4 +525,95 @@ async fn a_sync_killed_mid_apply_is_finished_by_a_rerun() {
     let run = run_against(&hs, dir.path(), &["sync-members", "big.csv", "--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("(0 changes)"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_accounts_writes_the_accounts_missing_from_the_list_minus_the_protected() {
+    let hs = synapse("relaxed");
+    let staff = hs.users("hr", 300).await;
+    // Of the 20 not on the list: one is an admin, one deactivated, one kept.
+    let (listed, missing) = staff.split_at(280);
+    let admin = &missing[0];
+    let (status, body) = hs
+        .call(
+            "PUT",
+            &format!("/_synapse/admin/v2/users/{}", enc(admin)),
+            Some(json!({"admin": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let gone = &missing[1];
+    let (status, body) = hs
+        .call(
+            "POST",
+            &format!("/_synapse/admin/v1/deactivate/{}", enc(gone)),
+            Some(json!({"erase": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let kept = &missing[2];
+    // One person of the list is named by email.
+    let by_email = &listed[0];
+    let address = format!("{}@example.org", unique("hr-mail"));
+    hs.create_user(
+        by_email,
+        json!({"threepids": [{"medium": "email", "address": address}]}),
+    )
+    .await;
+    let mut sheet = format!("Email\n{address}\n");
+    for u in &listed[1..] {
+        sheet.push_str(&format!("{u}\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "active.csv", &sheet);
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &[
+            "diff-accounts",
+            "active.csv",
+            "-o",
+            "leavers.csv",
+            "--keep",
+            kept,
+            "--page-size",
+            "97",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = common::all_lines(&dir.path().join("leavers.csv"));
+    let written = set(out.iter().map(|l| l["user"].clone()));
+    // The shared server has other tests' accounts too: they are not on this list either.
+    let ours = set(staff.iter().cloned());
+    let expected = set(missing[3..].iter().cloned());
+    assert_eq!(set(written.intersection(&ours).cloned()), expected);
+    assert!(!written.contains(&admin_id(&hs).await));
+    // Nothing was deactivated.
+    for u in &missing[3..] {
+        assert_eq!(hs.user(u).await.1["deactivated"], false, "{u}");
+    }
+    // The file is a `deactivate` input (checked by its dry run), and is not overwritten.
+    let run = run_against(&hs, dir.path(), &["deactivate", "leavers.csv", "--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &["diff-accounts", "active.csv", "-o", "leavers.csv"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--force"), "{}", run.stderr);
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &[
+            "diff-accounts",
+            "active.csv",
+            "-o",
+            "leavers.csv",
+            "--force",
+            "--keep",
+            kept,
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }
