@@ -34,6 +34,7 @@ use crate::job::sync::apply::Apply;
 use crate::job::sync::plan::{self, Account, Action, RoomPlan, Rules, Step, Want};
 use crate::job::sync::{plan_file, sheet};
 use crate::job::user_room::checked_rooms;
+use crate::results::{Key, Latest, Status};
 use crate::rows::Source;
 
 /// Make room membership and power levels match a sheet, with a plan (columns: user, room, [power])
@@ -163,6 +164,7 @@ pub async fn run(args: Args) -> Result<(), Exit> {
             before: String::new(),
             after: String::new(),
             reason: b.why.clone(),
+            settled: false,
         })
         .collect();
     if !steps_invalid.is_empty() {
@@ -230,7 +232,23 @@ pub async fn run(args: Args) -> Result<(), Exit> {
         }
     }
 
+    // Changes a stopped run sent without recording their answer: where the room shows them
+    // done, their lines are settled as `ok` rather than left `pending`.
+    let latest = match args.rows.run.dry_run || args.rows.run.check {
+        true => Latest::default(),
+        false => {
+            let path = args.rows.run.results.clone().unwrap_or_else(|| {
+                crate::rows::plan::default_results_path(
+                    input_path.map(PathBuf::as_path),
+                    "sync-members",
+                )
+            });
+            Latest::load(&path, "sync-members").map_err(Exit::usage)?
+        }
+    };
+    let pending = |key: &Key| latest.get(key.as_str()) == Some(Status::Pending);
     let rules = Rules {
+        pending: &pending,
         me: &me,
         server_name: &server_name,
         keep: &keep,
@@ -256,11 +274,11 @@ pub async fn run(args: Args) -> Result<(), Exit> {
     plan_file::write(&plan_path, &steps).map_err(Exit::Usage)?;
     let quiet = args.rows.run.quiet;
     for p in &plans {
-        if !quiet || p.steps.iter().any(|s| s.action.changes()) {
+        if !quiet || p.steps.iter().any(Step::changes) {
             eprintln!("{}", p.summary());
         }
     }
-    let changes = steps.iter().filter(|s| s.action.changes()).count();
+    let changes = steps.iter().filter(|s| s.changes()).count();
     eprintln!("plan: {} ({changes} changes)", plan_path.display());
 
     let over: Vec<String> = plans

@@ -521,6 +521,23 @@ async fn a_sync_killed_mid_apply_is_finished_by_a_rerun() {
         let level = levels["users"][u].as_i64().unwrap_or(0);
         assert_eq!(level, if i % 10 == 0 { 50 } else { 0 }, "{u}");
     }
+    // Every line's latest status is final: a change sent just before the kill is `ok` (the
+    // room shows it), never left `pending`; nothing failed.
+    let file = common::results_file(&results_path);
+    let mut latest: HashMap<String, String> = HashMap::new();
+    for line in &file.lines {
+        latest.insert(line["key"].clone(), line["status"].clone());
+    }
+    let open: Vec<_> = latest
+        .iter()
+        .filter(|(_, s)| !["ok", "unchanged"].contains(&s.as_str()))
+        .collect();
+    assert!(open.is_empty(), "{open:?}");
+    let kicked = latest
+        .keys()
+        .filter(|k| k.starts_with("sync-members kick "))
+        .count();
+    assert_eq!(kicked, 30, "every kick has its line");
     // And a third run has nothing left to do.
     let run = run_against(&hs, dir.path(), &["sync-members", "big.csv", "--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);

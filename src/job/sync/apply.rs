@@ -14,12 +14,11 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use super::plan::{Action, RoomPlan};
+use super::plan::{self, Action, RoomPlan};
 use crate::executor::Attempt;
 use crate::homeserver::{Homeserver, HsError, Membership};
 use crate::input::{FieldDef, REASON, ROOM, Row, USER};
 use crate::job::{Cache, Context, Intent, Job, Outcome, Planned, Step, required, text};
-use crate::results::Key;
 
 const ACTION: FieldDef = FieldDef {
     name: "action",
@@ -49,6 +48,8 @@ pub struct Apply {
     ready: Cache<()>,
     /// Rooms whose power event this run sent: their other set-power lines are part of it.
     power_sent: Mutex<HashSet<String>>,
+    /// Keys of the lines a stopped run sent and the room shows done.
+    settled: HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -57,6 +58,7 @@ pub struct Task {
     user: String,
     room: String,
     reason: String,
+    settled: bool,
 }
 
 impl Apply {
@@ -72,7 +74,14 @@ impl Apply {
                 (p.room.clone(), room)
             })
             .collect();
+        let settled = plans
+            .iter()
+            .flat_map(|p| &p.steps)
+            .filter(|s| s.settled)
+            .map(|s| s.key().into_string())
+            .collect();
         Apply {
+            settled,
             rooms,
             me: me.to_string(),
             reason,
@@ -171,16 +180,14 @@ impl Job for Apply {
             .map(|&i| text(cells, i).to_string())
             .collect();
         let action = required(cells, 0, "action").map(Action::parse);
-        let key = Key::new(
-            self.name(),
-            [&fields[0], &fields[1], &fields[2], &fields[4]].map(String::as_str),
-        );
+        let key = plan::key(&fields[0], &fields[1], &fields[2], &fields[4]);
         let task = match action {
             Ok(Some(action)) if self.rooms.contains_key(&fields[2]) => Ok(Task {
                 action,
                 user: fields[1].clone(),
                 room: fields[2].clone(),
                 reason: text(cells, 5).to_string(),
+                settled: self.settled.contains(key.as_str()),
             }),
             Ok(Some(Action::Invalid)) => Err(text(cells, 5).to_string()),
             _ => Err(format!("row {}: not a line of this run's plan", row.number)),
@@ -196,6 +203,9 @@ impl Job for Apply {
     async fn attempt(&self, hs: &Homeserver, task: &Task, intent: &Intent<'_>) -> Attempt<Outcome> {
         let room = &self.rooms[&task.room];
         let reason = self.reason.as_deref();
+        if task.settled {
+            return Ok(intent.done_earlier(None, "the room's state shows it done"));
+        }
         if task.action.changes() {
             self.ready(hs, room).await?;
         }

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::homeserver::{CREATOR_POWER, Membership, RoomState};
 use crate::input::ids;
+use crate::results::Key;
 
 /// What a plan line does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,7 +89,32 @@ pub struct Step {
     pub before: String,
     pub after: String,
     pub reason: String,
+    /// A change that an earlier run recorded as sent (`pending`) and was stopped before its
+    /// answer: the room's state shows it done, so it is recorded `ok` and not sent again.
+    pub settled: bool,
 }
+
+impl Step {
+    /// Whether applying it sends a change.
+    pub fn changes(&self) -> bool {
+        self.action.changes() && !self.settled
+    }
+
+    /// Its key in the results file.
+    pub fn key(&self) -> Key {
+        key(self.action.as_str(), &self.user, &self.room, &self.after)
+    }
+}
+
+/// A plan line's key: the job, action, user, room and the state after it, so that a rerun
+/// that wants another level is new work.
+pub fn key(action: &str, user: &str, room: &str, after: &str) -> Key {
+    Key::new("sync-members", [action, user, room, after])
+}
+
+/// Why a settled line is `ok` without a request.
+pub const SETTLED: &str = "done by the run that was stopped after sending it: the room's state \
+                           shows it";
 
 /// What the sheet wants of one user in this room, its user cell resolved.
 #[derive(Debug, Clone)]
@@ -115,6 +141,9 @@ pub struct Rules<'a> {
     pub keep: &'a HashSet<String>,
     pub remove_remote: bool,
     pub make_room_admin: bool,
+    /// Whether the results file's latest line for a key is `pending` (an earlier run was
+    /// stopped after sending that change).
+    pub pending: &'a dyn Fn(&Key) -> bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,20 +165,34 @@ impl RoomPlan {
         self.steps.iter().filter(|s| s.action == action).count()
     }
 
+    /// Members this plan removes (settled kicks are done already).
     pub fn removals(&self) -> usize {
-        self.count(Action::Kick)
+        self.steps
+            .iter()
+            .filter(|s| s.action == Action::Kick && !s.settled)
+            .count()
     }
 
     /// `#staff: +5 −3 power ~2`, and what else a person must know of the room.
     pub fn summary(&self) -> String {
-        let arrivals = self.count(Action::Join) + self.count(Action::Invite);
+        let sends = |a: Action| {
+            self.steps
+                .iter()
+                .filter(|s| s.action == a && !s.settled)
+                .count()
+        };
+        let arrivals = sends(Action::Join) + sends(Action::Invite);
         let mut line = format!(
             "{}: +{arrivals} \u{2212}{} power ~{}",
             self.room,
             self.removals(),
-            self.count(Action::SetPower)
+            sends(Action::SetPower)
         );
         let mut notes = vec![];
+        let settled = self.steps.iter().filter(|s| s.settled).count();
+        if settled > 0 {
+            notes.push(format!("{settled} done by the run that was stopped"));
+        }
         let unchanged = self.count(Action::Unchanged);
         if unchanged > 0 {
             notes.push(format!("{unchanged} unchanged"));
@@ -270,6 +313,7 @@ pub fn plan_room(
             before: show_power(now.level),
             after: show_power(fixed.level),
             reason: plan.lacks.join("; "),
+            settled: false,
         },
     );
     plan.steps = steps;
@@ -305,20 +349,25 @@ fn plan_steps(
         }
     };
     let mut step = |action, user: &str, before: &str, after: &str, reason: String| {
-        steps.push(Step {
+        let next = Step {
             action,
             user: user.to_string(),
             room: room.to_string(),
             before: before.to_string(),
             after: after.to_string(),
             reason,
-        })
+            settled: false,
+        };
+        steps.push(next);
     };
     let blocked = |lacks: &mut Vec<String>, why: String| -> String {
         if !lacks.contains(&why) {
             lacks.push(why.clone());
         }
         format!("{why}: rerun with --make-room-admin")
+    };
+    let done = |action: Action, user: &str, after: &str| {
+        (rules.pending)(&key(action.as_str(), user, room, after))
     };
     let public = state.join_rule.as_deref() == Some("public");
     let invite_level = state.needed("invite", 0);
@@ -336,7 +385,13 @@ fn plan_steps(
         let membership = state.membership(user);
         let was = show_membership(membership);
         match membership {
+            Membership::Join if done(Action::Join, user, "join") => {
+                step(Action::Join, user, "", "join", SETTLED.into())
+            }
             Membership::Join => step(Action::Unchanged, user, was, was, String::new()),
+            Membership::Invite if !local && done(Action::Invite, user, "invite") => {
+                step(Action::Invite, user, "", "invite", SETTLED.into())
+            }
             Membership::Invite if !local => {
                 step(Action::Unchanged, user, was, was, "invited".into())
             }
@@ -386,6 +441,10 @@ fn plan_steps(
         if let Some(target) = want.power {
             let current = state.power(user);
             if current == target {
+                let level = show_power(target);
+                if done(Action::SetPower, user, &level) {
+                    step(Action::SetPower, user, "", &level, SETTLED.into());
+                }
                 continue;
             }
             let (before, after) = (show_power(current), show_power(target));
@@ -434,11 +493,17 @@ fn plan_steps(
     let mut members: Vec<(&String, &Membership)> = state
         .members
         .iter()
-        .filter(|(u, m)| {
-            matches!(m, Membership::Join | Membership::Invite) && !wanted.contains(u.as_str())
-        })
+        .filter(|(u, _)| !wanted.contains(u.as_str()))
         .collect();
     members.sort_by(|a, b| a.0.cmp(b.0));
+    let (members, gone): (Vec<_>, Vec<_>) = members
+        .into_iter()
+        .partition(|(_, m)| matches!(m, Membership::Join | Membership::Invite));
+    for (user, _) in gone {
+        if done(Action::Kick, user, "leave") {
+            step(Action::Kick, user, "", "leave", SETTLED.into());
+        }
+    }
     let kick_level = state.needed("kick", 50);
     for (user, membership) in members {
         let was = show_membership(*membership);
@@ -468,6 +533,9 @@ fn plan_steps(
         } else {
             step(Action::Kick, user, was, "leave", "not in the sheet".into());
         }
+    }
+    for s in &mut steps {
+        s.settled = s.reason == SETTLED;
     }
     (steps, power, lacks)
 }
@@ -543,6 +611,7 @@ mod tests {
             keep: &keep,
             remove_remote: false,
             make_room_admin: fix,
+            pending: &|_| false,
         };
         plan_room("#r:x.org", "!r", state, wants, &HashMap::new(), &rules)
     }
@@ -691,6 +760,7 @@ mod tests {
             keep: &keep,
             remove_remote: false,
             make_room_admin: false,
+            pending: &|_| false,
         };
         let accounts = HashMap::from([("@old:x.org".to_string(), Account::Deactivated)]);
         let wants = [
@@ -716,6 +786,7 @@ mod tests {
             before: String::new(),
             after: String::new(),
             reason: String::new(),
+            settled: false,
         };
         let room = |name: &str, steps: Vec<Step>| RoomPlan {
             room: name.into(),
@@ -737,6 +808,57 @@ mod tests {
         let b = room("b", vec![step(Action::Join, "4", "b")]);
         let order: Vec<_> = interleave(&[a, b]).into_iter().map(|s| s.user).collect();
         assert_eq!(order, ["3", "4", "2", "1"]);
+    }
+
+    #[test]
+    fn changes_a_stopped_run_sent_are_settled_not_resent() {
+        use Membership::*;
+        let s = state(
+            &[
+                (ME, Join),
+                ("@in:x.org", Join),
+                ("@out:x.org", Leave),
+                ("@p:x.org", Join),
+            ],
+            json!({"@p:x.org": 50}),
+            &[ME],
+        );
+        let keep = HashSet::new();
+        let pending = |k: &Key| {
+            [
+                "sync-members join @in:x.org #r:x.org join",
+                "sync-members kick @out:x.org #r:x.org leave",
+                "sync-members set-power @p:x.org #r:x.org 50",
+            ]
+            .contains(&k.as_str())
+        };
+        let rules = Rules {
+            me: ME,
+            server_name: "x.org",
+            keep: &keep,
+            remove_remote: false,
+            make_room_admin: false,
+            pending: &pending,
+        };
+        let wants = [want("@in:x.org", None), want("@p:x.org", Some(50))];
+        let p = plan_room("#r:x.org", "!r", &s, &wants, &HashMap::new(), &rules);
+        let settled: Vec<_> = p
+            .steps
+            .iter()
+            .filter(|s| s.settled)
+            .map(|s| (s.action, s.user.as_str()))
+            .collect();
+        assert_eq!(
+            settled,
+            [
+                (Action::Join, "@in:x.org"),
+                (Action::SetPower, "@p:x.org"),
+                (Action::Kick, "@out:x.org"),
+            ]
+        );
+        assert!(!p.steps.iter().any(Step::changes), "{:?}", p.steps);
+        assert_eq!(p.removals(), 0);
+        assert!(p.power.is_empty());
     }
 
     #[test]

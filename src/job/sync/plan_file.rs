@@ -68,6 +68,7 @@ mod tests {
             before: "join".into(),
             after: "leave".into(),
             reason: "not in the sheet, \"quoted\"".into(),
+            settled: false,
         };
         write(&path, &[step]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
