@@ -308,6 +308,12 @@ pub async fn run(args: Args) -> Result<(), Exit> {
     }
     if args.rows.run.dry_run || args.rows.run.check {
         eprintln!("dry run: the plan is written; nothing was changed");
+        let fails = steps.iter().filter(|s| s.action == Action::Fail).count();
+        // --check answers "would it all work?" like the row jobs' check.
+        if args.rows.run.check && fails > 0 {
+            eprintln!("check: {fails} line(s) of the plan would fail (action `fail`)");
+            return Err(Exit::RowsFailed);
+        }
         return Ok(());
     }
     if changes > 0 {

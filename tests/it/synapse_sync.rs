@@ -634,3 +634,64 @@ async fn diff_accounts_writes_the_accounts_missing_from_the_list_minus_the_prote
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// The crash case made exact: the results file says a kick was about to be sent (`pending`)
+/// and the run died; the kick had landed. The rerun's plan no longer needs it, records it `ok`
+/// (this sync's work, state read back) and sends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_sent_just_before_a_crash_is_recorded_ok_on_the_rerun() {
+    let hs = synapse("relaxed");
+    let (room_id, alias) = hs.room("crash", true).await;
+    let users = hs.users("crash", 2).await;
+    for u in &users {
+        join(&hs, &room_id, u).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "one.csv",
+        &format!("user,room\n{},{alias}\n", users[0]),
+    );
+    // What the stopped run left: its plan's kick recorded as about to be sent...
+    let results_path = dir.path().join("one.results.csv");
+    let header = "row,key,status,http_status,errcode,message,attempts,finished_at,duration_ms,\
+                  action,user,room,before,after";
+    let key = format!("sync-members kick {} {alias} leave", users[1]);
+    std::fs::write(
+        &results_path,
+        format!(
+            "{header}\n2,{key},pending,,,,0,2026-11-30T00:00:00Z,0,kick,{},{alias},join,leave\n",
+            users[1]
+        ),
+    )
+    .unwrap();
+    // ...and the kick itself, which landed.
+    let path = format!("/_matrix/client/v3/rooms/{}/kick", enc(&room_id));
+    let (status, body) = hs
+        .call("POST", &path, Some(json!({"user_id": users[1]})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let before = events(&hs, &room_id).await.len();
+
+    let run = run_against(&hs, dir.path(), &["sync-members", "one.csv", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("(0 changes)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1 done by the run that was stopped"),
+        "{}",
+        run.stderr
+    );
+    let lines = results(&results_path);
+    let settled: Vec<_> = lines.iter().filter(|l| l["key"] == key).collect();
+    assert_eq!(settled.len(), 1, "{lines:?}");
+    assert_eq!(settled[0]["status"], "ok");
+    assert!(
+        settled[0]["message"].contains("state read back"),
+        "{settled:?}"
+    );
+    assert_eq!(
+        events(&hs, &room_id).await.len(),
+        before,
+        "nothing was sent"
+    );
+}
