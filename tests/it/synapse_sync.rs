@@ -695,3 +695,48 @@ async fn a_change_sent_just_before_a_crash_is_recorded_ok_on_the_rerun() {
         "nothing was sent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_row_or_an_unknown_room_stops_before_any_change() {
+    let hs = synapse("relaxed");
+    let (room_id, alias) = hs.room("bad", true).await;
+    let users = hs.users("bad", 2).await;
+    join(&hs, &room_id, &users[0]).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.csv",
+        &format!(
+            "user,room,power\n{},{alias},\nnot a user,{alias},\n{},{alias},boss\n",
+            users[1], users[1]
+        ),
+    );
+    let before = events(&hs, &room_id).await.len();
+    let run = run_against(&hs, dir.path(), &["sync-members", "bad.csv", "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("row 2: user `not a user`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("row 3: power `boss`"), "{}", run.stderr);
+    let plan = plan(&dir.path().join("bad.plan.csv"));
+    assert_eq!(plan.len(), 2, "the plan lists the bad rows: {plan:?}");
+    assert!(plan.iter().all(|l| l["action"] == "invalid"));
+    assert_eq!(events(&hs, &room_id).await.len(), before);
+
+    let missing = format!("#{}:{}", unique("nowhere"), hs.server_name);
+    write(
+        dir.path(),
+        "lost.csv",
+        &format!("user,room\n{},{missing}\n", users[1]),
+    );
+    let run = run_against(&hs, dir.path(), &["sync-members", "lost.csv", "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("room alias {missing} does not exist")),
+        "{}",
+        run.stderr
+    );
+}
