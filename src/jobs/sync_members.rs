@@ -14,24 +14,20 @@
 //! The plan is computed from the server's state on every run, so a rerun after a crash does
 //! what is missing, and a rerun on a synced server sends nothing but the reads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args as ClapArgs;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::RowArgs;
 use crate::connect;
-use crate::executor::{self, Fail, Limits, Stop};
 use crate::exit::Exit;
-use crate::homeserver::{Homeserver, HsError, Membership, RoomState};
 use crate::input::ids::{self, UserRef};
 use crate::input::{Binder, Input, InputSpec};
-use crate::job::classify::transient;
 use crate::job::sync::apply::Apply;
-use crate::job::sync::plan::{self, Account, Action, RoomPlan, Rules, Step, Want};
+use crate::job::sync::plan::{self, Action, RoomPlan, Rules, Step};
+use crate::job::sync::reads::{self, Reader};
 use crate::job::sync::{plan_file, sheet};
 use crate::job::user_room::checked_rooms;
 use crate::results::{Key, Latest, Status};
@@ -182,55 +178,7 @@ pub async fn run(args: Args) -> Result<(), Exit> {
         )));
     }
 
-    // Each room once, by id: a sheet may name a room by alias and by id.
-    let mut rooms: Vec<(String, String, Vec<sheet::Wanted>)> = vec![];
-    for want in sheet.rooms {
-        let id = reader.room_id(&want.room).await?;
-        match rooms.iter_mut().find(|(_, have, _)| *have == id) {
-            Some((_, _, users)) => {
-                for user in want.users {
-                    if !users.iter().any(|u| u.user == user.user) {
-                        users.push(user);
-                    }
-                }
-            }
-            None => rooms.push((want.room, id, want.users)),
-        }
-    }
-    let mut states = vec![];
-    for (name, id, _) in &rooms {
-        states.push(reader.state(name, id).await?);
-    }
-    let mut emails: HashMap<String, Result<String, String>> = HashMap::new();
-    for (_, _, users) in &rooms {
-        for w in users {
-            if let UserRef::Email(address) = &w.user
-                && !emails.contains_key(address)
-            {
-                emails.insert(address.clone(), reader.email(address).await?);
-            }
-        }
-    }
-    let resolved = |u: &UserRef| -> Result<String, String> {
-        match u {
-            UserRef::Mxid(id) => Ok(id.clone()),
-            UserRef::Email(a) => emails[a].clone(),
-        }
-    };
-    // Local accounts that would be joined: are they there, and active?
-    let mut accounts: HashMap<String, Account> = HashMap::new();
-    for ((_, _, users), state) in rooms.iter().zip(&states) {
-        for w in users {
-            let Ok(id) = resolved(&w.user) else { continue };
-            let joining = !matches!(state.membership(&id), Membership::Join | Membership::Ban);
-            if joining
-                && ids::server_of(&id) == Some(server_name.as_str())
-                && !accounts.contains_key(&id)
-            {
-                accounts.insert(id.clone(), reader.account(&id).await?);
-            }
-        }
-    }
+    let rooms = reads::rooms(&reader, sheet.rooms, &server_name).await?;
 
     // Changes a stopped run sent without recording their answer: where the room shows them
     // done, their lines are settled as `ok` rather than left `pending`.
@@ -256,19 +204,9 @@ pub async fn run(args: Args) -> Result<(), Exit> {
         make_room_admin: args.make_room_admin,
     };
     let plans: Vec<RoomPlan> = rooms
+        .rooms
         .iter()
-        .zip(&states)
-        .map(|((name, id, users), state)| {
-            let wants: Vec<Want> = users
-                .iter()
-                .map(|w| Want {
-                    user: resolved(&w.user),
-                    shown: w.user.as_str().to_string(),
-                    power: w.power,
-                })
-                .collect();
-            plan::plan_room(name, id, state, &wants, &accounts, &rules)
-        })
+        .map(|r| plan::plan_room(&r.name, &r.id, &r.state, &r.wants, &rooms.accounts, &rules))
         .collect();
     let steps = plan::interleave(&plans);
     plan_file::write(&plan_path, &steps).map_err(Exit::Usage)?;
@@ -348,96 +286,4 @@ pub fn read_keep_file(path: &std::path::Path) -> Result<Vec<String>, Exit> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(String::from)
         .collect())
-}
-
-/// The plan's reads, each under the run's retry policy; what no retry fixes ends the run
-/// before any change.
-struct Reader<'a> {
-    hs: &'a Arc<Homeserver>,
-    limits: Limits,
-    cancel: CancellationToken,
-}
-
-impl<'a> Reader<'a> {
-    fn new(hs: &'a Arc<Homeserver>, retries: u32) -> Self {
-        Reader {
-            hs,
-            limits: Limits::new(1, None, retries),
-            cancel: CancellationToken::new(),
-        }
-    }
-
-    /// One read, retried while it fails for a passing reason.
-    async fn read<T, F, Fut>(&self, mut f: F) -> Result<Result<T, HsError>, Exit>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, HsError>>,
-    {
-        let attempt = || {
-            let fut = f();
-            async move {
-                match fut.await {
-                    Ok(v) => Ok(Ok(v)),
-                    Err(e) => match transient(&e) {
-                        Some(kind) => Err(Fail::Retry { last: Err(e), kind }),
-                        None => Ok(Err(e)),
-                    },
-                }
-            }
-        };
-        match executor::once(&self.limits, &self.cancel, attempt).await {
-            Ok((answer, _)) => Ok(answer),
-            Err(Stop::Aborted(why)) => Err(Exit::aborted(format!("{why}; nothing was changed"))),
-            Err(_) => Err(Exit::Interrupted),
-        }
-    }
-
-    fn stop(what: String, e: HsError) -> Exit {
-        match e.status() {
-            Some(401) => Exit::aborted(format!("the homeserver rejected the token ({e})")),
-            _ => Exit::aborted(format!("{what}: {e}; nothing was changed")),
-        }
-    }
-
-    async fn room_id(&self, room: &str) -> Result<String, Exit> {
-        if !room.starts_with('#') {
-            return Ok(room.to_string());
-        }
-        match self.read(|| self.hs.resolve_alias(room)).await? {
-            Ok(id) => Ok(id),
-            Err(HsError::Status { status: 404, .. }) => Err(Exit::usage(format!(
-                "room alias {room} does not exist: nothing was planned or changed"
-            ))),
-            Err(e) => Err(Self::stop(format!("resolving {room}"), e)),
-        }
-    }
-
-    async fn state(&self, room: &str, id: &str) -> Result<RoomState, Exit> {
-        match self.read(|| self.hs.room_state(id)).await? {
-            Ok(state) if !state.members.is_empty() => Ok(state),
-            Ok(_) | Err(HsError::Status { status: 404, .. }) => Err(Exit::usage(format!(
-                "room {room} is not known to this server: nothing was planned or changed"
-            ))),
-            Err(e) => Err(Self::stop(format!("reading the state of {room}"), e)),
-        }
-    }
-
-    async fn email(&self, address: &str) -> Result<Result<String, String>, Exit> {
-        match self.read(|| self.hs.user_by_email(address)).await? {
-            Ok(id) => Ok(Ok(id)),
-            Err(HsError::Status { status: 404, .. }) => {
-                Ok(Err(format!("no account has the email address {address}")))
-            }
-            Err(e) => Err(Self::stop(format!("looking up {address}"), e)),
-        }
-    }
-
-    async fn account(&self, user_id: &str) -> Result<Account, Exit> {
-        match self.read(|| self.hs.user(user_id)).await? {
-            Ok(user) if user.deactivated => Ok(Account::Deactivated),
-            Ok(_) => Ok(Account::Active),
-            Err(HsError::Status { status: 404, .. }) => Ok(Account::Missing),
-            Err(e) => Err(Self::stop(format!("reading the account {user_id}"), e)),
-        }
-    }
 }

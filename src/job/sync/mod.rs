@@ -4,4 +4,5 @@
 pub mod apply;
 pub mod plan;
 pub mod plan_file;
+pub mod reads;
 pub mod sheet;

@@ -380,7 +380,10 @@ fn plan_steps(
                 continue;
             }
         };
-        wanted.insert(user);
+        // Two cells may name one account (its id and its email address).
+        if !wanted.insert(user) {
+            continue;
+        }
         let local = ids::server_of(user) == Some(rules.server_name);
         let membership = state.membership(user);
         let was = show_membership(membership);
