@@ -223,14 +223,29 @@ async fn the_removal_cap_stops_an_almost_empty_sheet_before_any_change() {
     );
     assert_eq!(hs.members(&room_id).await, before);
     assert!(!dir.path().join("oops.results.csv").exists());
-    // Said so, it goes.
+    // Said so, it goes; a --keep-file member stays.
+    write(
+        dir.path(),
+        "keep.txt",
+        &format!("# service accounts\n\n{}\n", members[1]),
+    );
     let run = run_against(
         &hs,
         dir.path(),
-        &["sync-members", "oops.csv", "--yes", "--max-removals", "14"],
+        &[
+            "sync-members",
+            "oops.csv",
+            "--yes",
+            "--max-removals",
+            "13",
+            "--keep-file",
+            "keep.txt",
+        ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(hs.members(&room_id).await.len(), 3);
+    let after = hs.members(&room_id).await;
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert!(after.contains(&members[1]) && after.contains(&newcomer[0]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
