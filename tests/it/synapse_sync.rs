@@ -266,8 +266,15 @@ async fn the_dry_run_changes_nothing_and_its_plan_is_what_the_apply_does() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let mut sheet = "user,room,power\n".to_string();
-    for u in members[..2].iter().chain(&newcomers) {
+    // One newcomer is named by email address.
+    let address = format!("{}@example.org", unique("dry-mail"));
+    hs.create_user(
+        &newcomers[0],
+        json!({"threepids": [{"medium": "email", "address": address}]}),
+    )
+    .await;
+    let mut sheet = format!("user,room,power\n{address},{alias},\n");
+    for u in members[..2].iter().chain(&newcomers[1..]) {
         sheet.push_str(&format!("{u},{alias},\n"));
     }
     sheet.push_str(&format!("{},{alias},moderator\n", members[0]));
