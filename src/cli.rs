@@ -58,6 +58,8 @@ jobs! {
     Kick => kick,
     CreateUsers => create_users,
     Deactivate => deactivate,
+    SyncMembers => sync_members,
+    DiffAccounts => diff_accounts,
     Report => report,
 }
 

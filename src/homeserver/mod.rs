@@ -23,7 +23,7 @@ mod rooms;
 mod users;
 
 pub use media::{DeletedMedia, MediaPurge};
-pub use rooms::{Membership, RoomState};
+pub use rooms::{CREATOR_POWER, Membership, RoomState};
 pub use users::{ExternalId, ListedUser, Threepid, User, UserPage, UserQuery};
 
 /// An access token. Its `Debug` never shows the secret, so it cannot leak through a log line.

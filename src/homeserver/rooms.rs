@@ -72,6 +72,8 @@ impl Homeserver {
             #[serde(default)]
             state_key: String,
             #[serde(default)]
+            sender: String,
+            #[serde(default)]
             content: Value,
         }
         let path = ["_synapse", "admin", "v1", "rooms", room_id, "state"];
@@ -93,6 +95,7 @@ impl Homeserver {
                     room.join_rule = event.content["join_rule"].as_str().map(String::from);
                 }
                 "m.room.power_levels" => room.power_levels = Some(event.content),
+                "m.room.create" => room.creators = creators(&event.sender, &event.content),
                 _ => {}
             }
         }
@@ -139,6 +142,51 @@ impl Homeserver {
     }
 }
 
+impl Homeserver {
+    /// `PUT /_matrix/client/v3/rooms/<room_id>/state/m.room.power_levels/` as the token's user:
+    /// the whole content replaces the room's power levels (one event).
+    pub async fn put_power_levels(&self, room_id: &str, content: &Value) -> Result<(), HsError> {
+        let path = [
+            "_matrix",
+            "client",
+            "v3",
+            "rooms",
+            room_id,
+            "state",
+            "m.room.power_levels",
+            "",
+        ];
+        self.call(Method::PUT, &path, &[], Some(content)).await?;
+        Ok(())
+    }
+
+    /// `POST /_matrix/client/v3/rooms/<room_id>/join` `{}`: the token's own user joins (after
+    /// `make_room_admin` invited it to a room that is not public).
+    pub async fn join_self(&self, room_id: &str) -> Result<(), HsError> {
+        let path = ["_matrix", "client", "v3", "rooms", room_id, "join"];
+        self.call(Method::POST, &path, &[], Some(&json!({})))
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /_synapse/admin/v1/rooms/<room_id>/make_room_admin` `{}`: Synapse has the room's
+    /// most powerful local member give the token's user the same level (100 from a version 12
+    /// creator), and invites it to a room that is not public.
+    pub async fn make_room_admin(&self, room_id: &str) -> Result<(), HsError> {
+        let path = [
+            "_synapse",
+            "admin",
+            "v1",
+            "rooms",
+            room_id,
+            "make_room_admin",
+        ];
+        self.call(Method::POST, &path, &[], Some(&json!({})))
+            .await?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membership {
     Join,
@@ -154,6 +202,29 @@ pub struct RoomState {
     pub members: HashMap<String, Membership>,
     pub join_rule: Option<String>,
     pub power_levels: Option<Value>,
+    /// Users who outrank every power level: a room version 12 room's creators, who are not
+    /// in the power levels' `users` map.
+    pub creators: Vec<String>,
+}
+
+/// The level that stands for a creator's unbounded power (real levels are at most 2^53).
+pub const CREATOR_POWER: i64 = i64::MAX;
+
+/// The creators of a room whose version gives them unbounded power (MSC4289: room version 12
+/// and its prototype `org.matrix.hydra.11`): the create event's sender and
+/// `additional_creators`. Older versions: none.
+fn creators(sender: &str, content: &Value) -> Vec<String> {
+    let version = content["room_version"].as_str().unwrap_or("1");
+    let privileged =
+        version == "org.matrix.hydra.11" || version.parse::<u32>().is_ok_and(|v| v >= 12);
+    if !privileged || sender.is_empty() {
+        return vec![];
+    }
+    let mut creators = vec![sender.to_string()];
+    if let Some(more) = content["additional_creators"].as_array() {
+        creators.extend(more.iter().filter_map(|u| u.as_str().map(String::from)));
+    }
+    creators
 }
 
 impl RoomState {
@@ -174,18 +245,43 @@ impl RoomState {
         self.has_power(user_id, "kick", 50)
     }
 
-    /// `default` is the spec's level for `action` when the power levels do not name one.
-    fn has_power(&self, user_id: &str, action: &str, default: i64) -> bool {
-        if self.membership(user_id) != Membership::Join {
-            return false;
+    /// A user's power level as Synapse computes it: creators first (unbounded, see
+    /// [`CREATOR_POWER`]), then the `users` map, then `users_default`. Without a power levels
+    /// event every member has every power.
+    pub fn power(&self, user_id: &str) -> i64 {
+        if self.creators.iter().any(|c| c == user_id) {
+            return CREATOR_POWER;
         }
         let Some(levels) = &self.power_levels else {
-            return true; // no power levels event: every member has every power
+            return CREATOR_POWER;
         };
-        let own = levels["users"][user_id]
+        levels["users"][user_id]
             .as_i64()
             .or_else(|| levels["users_default"].as_i64())
-            .unwrap_or(0);
-        own >= levels[action].as_i64().unwrap_or(default)
+            .unwrap_or(0)
+    }
+
+    /// The level an action needs (`kick`, `invite`, `state_default`...), `default` being the
+    /// spec's when the power levels do not name one.
+    pub fn needed(&self, action: &str, default: i64) -> i64 {
+        self.power_levels
+            .as_ref()
+            .and_then(|levels| levels[action].as_i64())
+            .unwrap_or(default)
+    }
+
+    /// The level that changing the power levels needs: `events["m.room.power_levels"]`, else
+    /// `state_default` (50).
+    pub fn needed_for_power_levels(&self) -> i64 {
+        self.power_levels
+            .as_ref()
+            .and_then(|levels| levels["events"]["m.room.power_levels"].as_i64())
+            .unwrap_or_else(|| self.needed("state_default", 50))
+    }
+
+    /// `default` is the spec's level for `action` when the power levels do not name one.
+    fn has_power(&self, user_id: &str, action: &str, default: i64) -> bool {
+        self.membership(user_id) == Membership::Join
+            && self.power(user_id) >= self.needed(action, default)
     }
 }

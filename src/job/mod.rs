@@ -13,6 +13,7 @@ pub mod intent;
 pub mod passwords;
 pub mod rooms;
 pub mod sso;
+pub mod sync;
 pub mod user_list;
 pub mod user_room;
 pub mod users;
@@ -207,6 +208,12 @@ pub trait Job: Send + Sync + 'static {
     /// Requests in flight at once when `-j` does not say.
     fn concurrency(&self) -> u16 {
         8
+    }
+    /// Whether the job sends Client-Server requests as the token's own user (so its rate
+    /// limits apply and `--lift-ratelimit` helps).
+    #[allow(dead_code)] // read by --lift-ratelimit (branch sched)
+    fn acts_as_token_user(&self) -> bool {
+        false
     }
     /// Whether the job cannot be undone (it then asks for confirmation, or needs `--yes`).
     fn destructive(&self) -> bool {

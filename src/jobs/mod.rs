@@ -5,6 +5,7 @@
 pub mod create_users;
 pub mod deactivate;
 pub mod delete_media;
+pub mod diff_accounts;
 pub mod export_users;
 pub mod invite;
 pub mod join;
@@ -13,3 +14,4 @@ pub mod purge_media;
 pub mod remove_external_id;
 pub mod report;
 pub mod set_external_id;
+pub mod sync_members;

@@ -33,6 +33,9 @@ pub enum Source {
     /// Every account of the server, one row each (user column only), listed as the run goes.
     /// `what` is the confirmation's text.
     Accounts { page_size: u32, what: String },
+    /// The rows of a CSV file other than INPUT (`sync-members` applies the plan it wrote); the
+    /// results file is still named after INPUT.
+    File(std::path::PathBuf),
 }
 
 /// Runs a row job on its INPUT.
@@ -86,20 +89,41 @@ async fn run_job<J: Job>(
                 "--annotate writes an input sheet back; this run has none",
             ));
         }
+        Some(_) if matches!(source, Source::File(_)) => {
+            return Err(Exit::usage(format!(
+                "--annotate: {} runs the rows of its plan, not of the sheet; the plan file and \
+                 the results file say what happened to each person",
+                job.name()
+            )));
+        }
         Some(out) => {
             Some(annotate::Annotate::new(out, &plan.input, &plan.results).map_err(Exit::Usage)?)
         }
     };
-    let mut binder = Binder::new(job.input_fields(), &args.columns)?;
-    if args.localpart_from.is_some() {
-        binder = binder.localpart_from_email()?;
-    }
+    let (binder, spec) = match &source {
+        // A file synbatch wrote itself (a plan): plain CSV with the job's own headers.
+        Source::File(path) => {
+            let spec = crate::input::InputSpec {
+                path: Some(path.clone()),
+                format: Some(crate::input::Format::Csv),
+                delimiter: Some(b','),
+                encoding: None,
+                sheet: None,
+            };
+            (Binder::new(job.input_fields(), &[])?, spec)
+        }
+        _ => {
+            let mut binder = Binder::new(job.input_fields(), &args.columns)?;
+            if args.localpart_from.is_some() {
+                binder = binder.localpart_from_email()?;
+            }
+            (binder, plan.input.clone())
+        }
+    };
     let input = match &source {
-        Source::Input => Some(Input::open(
-            &plan.input,
-            binder.clone(),
-            &job.required_fields(),
-        )?),
+        Source::Input | Source::File(_) => {
+            Some(Input::open(&spec, binder.clone(), &job.required_fields())?)
+        }
         Source::Accounts { .. } => None,
     };
     if annotate.is_some() && input.as_ref().is_some_and(|i| i.headers().is_none()) {
@@ -136,9 +160,9 @@ async fn run_job<J: Job>(
     if plan.kind == Kind::Run && job.destructive() {
         let what = match &source {
             Source::Accounts { what, .. } => what.clone(),
-            Source::Input => {
+            Source::Input | Source::File(_) => {
                 if !plan.yes && std::io::stdin().is_terminal() {
-                    rows = Input::count_rows(&plan.input, binder.clone());
+                    rows = Input::count_rows(&spec, binder.clone());
                 }
                 let count = rows.map_or(String::new(), |n| {
                     format!(" ({n} row{})", if n == 1 { "" } else { "s" })
@@ -211,8 +235,8 @@ async fn run_job<J: Job>(
     }
     let count: Option<Box<dyn FnOnce() -> Option<u64> + Send>> = match (rows, &source) {
         (Some(n), _) => Some(Box::new(move || Some(n))),
-        (None, Source::Input) => {
-            let (spec, binder) = (plan.input.clone(), binder.clone());
+        (None, Source::Input | Source::File(_)) => {
+            let (spec, binder) = (spec.clone(), binder.clone());
             Some(Box::new(move || Input::count_rows(&spec, binder)))
         }
         (None, Source::Accounts { .. }) => None,

@@ -120,7 +120,7 @@ impl RunPlan {
 }
 
 /// `<dir>/<stem>.results.csv` beside the input; `<job>.results.csv` here for stdin.
-fn default_results_path(input: Option<&Path>, job: &str) -> PathBuf {
+pub fn default_results_path(input: Option<&Path>, job: &str) -> PathBuf {
     match input {
         Some(path) => {
             let stem = path

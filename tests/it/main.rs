@@ -26,4 +26,5 @@ mod synapse_media;
 mod synapse_onboarding;
 mod synapse_spreadsheets;
 mod synapse_sso;
+mod synapse_sync;
 mod workbooks;
