@@ -257,6 +257,43 @@ async fn case(hs: &Synapse, job: &str, dir: &Path) {
             let (_, account) = hs.user(&existing[0]).await;
             assert_ne!(account["displayname"], "Renamed", "{account}");
         }
+        "sync-members" => {
+            // Reads the room's state, joins through the admin API, kicks through the
+            // Client-Server API as the token's user: all served under MAS.
+            let users = hs.users("mas-sync", 3).await;
+            let (room_id, alias) = hs.room("mas-sync", false).await;
+            for user in &users[..2] {
+                let path = format!("/_synapse/admin/v1/join/{}", enc(&room_id));
+                let (status, body) = hs.call("POST", &path, Some(json!({"user_id": user}))).await;
+                assert_eq!(status, 200, "{body}");
+            }
+            write(
+                dir,
+                "staff.csv",
+                &format!("user\n{}\n{}\n", users[1], users[2]),
+            );
+            let args = ["sync-members", "staff.csv", "--room", &alias, "--yes"];
+            let run = run_against(hs, dir, &args);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            let states = [
+                membership(hs, &room_id, &users[0]).await,
+                membership(hs, &room_id, &users[1]).await,
+                membership(hs, &room_id, &users[2]).await,
+            ];
+            let want = ["leave", "join", "join"].map(|s| Some(s.to_string()));
+            assert_eq!(states, want);
+        }
+        "diff-accounts" => {
+            let users = hs.users("mas-diff", 2).await;
+            write(dir, "hr.csv", &format!("user\n{}\n", users[0]));
+            let args = ["diff-accounts", "hr.csv", "-o", "leavers.csv"];
+            let run = run_against(hs, dir, &args);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            let text = std::fs::read_to_string(dir.join("leavers.csv")).unwrap();
+            assert!(text.contains(&users[1]), "{text}");
+            assert!(!text.contains(&users[0]), "{text}");
+            assert!(!text.contains("@admin:"), "{text}");
+        }
         "report" => {
             // Needs no server: it reads a results file made against this one.
             let users = hs.users("mas-report", 1).await;
