@@ -58,6 +58,7 @@ jobs! {
     CreateUsers => create_users,
     Deactivate => deactivate,
     Report => report,
+    DeleteRooms => delete_rooms,
 }
 
 /// What every row job takes: the input, the homeserver, and how to run.

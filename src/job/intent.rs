@@ -80,6 +80,23 @@ impl<'a> Intent<'a> {
             return Ok(());
         }
         *self.state.before.lock().unwrap() = Some(before.to_string());
+        self.write_pending(before).await?;
+        self.state.sent.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Records what an attempt learned after its change was sent and before it ends (the id of
+    /// a delete it now waits for): another `pending` line, whose message becomes the row's
+    /// before-state, so that a retry or a `--resume` after a crash starts from it. Returns once
+    /// the line is in the results file.
+    pub async fn progress(&self, message: &str) -> Step<()> {
+        *self.state.before.lock().unwrap() = Some(message.to_string());
+        self.write_pending(message).await?;
+        self.state.sent.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn write_pending(&self, message: &str) -> Step<()> {
         if let Some(log) = &self.log {
             let line = ResultLine {
                 row: log.row,
@@ -87,7 +104,7 @@ impl<'a> Intent<'a> {
                 status: Status::Pending,
                 http_status: None,
                 errcode: String::new(),
-                message: before.to_string(),
+                message: message.to_string(),
                 attempts: 0,
                 duration: Default::default(),
                 fields: log.fields.to_vec(),
@@ -107,7 +124,6 @@ impl<'a> Intent<'a> {
             log.writer.unpark();
             ack.await.map_err(|_| stopped())?;
         }
-        self.state.sent.store(true, Ordering::SeqCst);
         Ok(())
     }
 

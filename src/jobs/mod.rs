@@ -5,6 +5,7 @@
 pub mod create_users;
 pub mod deactivate;
 pub mod delete_media;
+pub mod delete_rooms;
 pub mod export_users;
 pub mod invite;
 pub mod join;

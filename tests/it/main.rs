@@ -20,4 +20,5 @@ mod synapse_join;
 mod synapse_kill;
 mod synapse_media;
 mod synapse_onboarding;
+mod synapse_rooms;
 mod synapse_sso;

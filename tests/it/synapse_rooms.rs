@@ -1,0 +1,288 @@
+//! `delete-rooms` (and `create-rooms`) against the real Synapse: rooms with members and
+//! messages deleted, blocked and moved; a run killed while a delete runs, resumed without a
+//! second DELETE (counted by a pass-through proxy).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::chaos_proxy::{ChaosProxy, Config};
+use crate::common::{self, Synapse, enc, results, run_against, synapse, write};
+
+/// Sends a text message into a room as `user` (its own token).
+async fn say(hs: &Synapse, user: &str, room_id: &str, text: &str) {
+    let token = hs.user_token(user).await;
+    let txn = common::unique("txn");
+    let url = format!(
+        "{}/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+        hs.url,
+        enc(room_id)
+    );
+    let answer = reqwest::Client::new()
+        .put(url)
+        .bearer_auth(&token)
+        .json(&json!({"msgtype": "m.text", "body": text}))
+        .send()
+        .await
+        .expect("test Synapse answers");
+    assert_eq!(answer.status().as_u16(), 200, "{user} says {text}");
+}
+
+/// A public room with `members` joined (admin join) and a message from each.
+async fn busy_room(hs: &Synapse, prefix: &str, members: &[String]) -> (String, String) {
+    let (room_id, alias) = hs.room(prefix, true).await;
+    for user in members {
+        let path = format!("/_synapse/admin/v1/join/{}", enc(&room_id));
+        let (status, body) = hs.call("POST", &path, Some(json!({"user_id": user}))).await;
+        assert_eq!(status, 200, "join {user}: {body}");
+        say(hs, user, &room_id, &format!("hello from {user}")).await;
+    }
+    (room_id, alias)
+}
+
+async fn room_exists(hs: &Synapse, room_id: &str) -> bool {
+    let (status, body) = hs
+        .call(
+            "GET",
+            &format!("/_synapse/admin/v1/rooms/{}", enc(room_id)),
+            None,
+        )
+        .await;
+    assert!(
+        status == 200 || status == 404,
+        "room {room_id}: {status} {body}"
+    );
+    status == 200
+}
+
+async fn resolve(hs: &Synapse, alias: &str) -> Option<String> {
+    let path = format!("/_matrix/client/v3/directory/room/{}", enc(alias));
+    let (status, body) = hs.call("GET", &path, None).await;
+    (status == 200).then(|| body["room_id"].as_str().unwrap().to_string())
+}
+
+fn by_room<'a>(
+    lines: &'a [std::collections::HashMap<String, String>],
+    room: &str,
+) -> &'a std::collections::HashMap<String, String> {
+    let mut found = lines.iter().filter(|l| l["room"] == room);
+    let line = found
+        .next()
+        .unwrap_or_else(|| panic!("no line for {room}: {lines:?}"));
+    assert!(
+        found.next().is_none(),
+        "one final line for {room}: {lines:?}"
+    );
+    line
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_rooms_removes_blocks_and_moves_members_and_a_rerun_changes_nothing() {
+    let hs = synapse("relaxed");
+    let users = hs.users("del", 4).await;
+    let boss = hs.users("boss", 1).await.remove(0);
+    let (purged_id, purged_alias) = busy_room(&hs, "del-purge", &users[..2]).await;
+    let (blocked_id, _) = busy_room(&hs, "del-block", &users[1..3]).await;
+    let (moved_id, moved_alias) = busy_room(&hs, "del-move", &users[2..]).await;
+    let never = format!("#{}:{}", common::unique("never"), hs.server_name);
+
+    let dir = tempfile::tempdir().unwrap();
+    let sheet = format!(
+        "room,block,new_room_user_id\n{purged_alias},,\n{blocked_id},yes,\n{moved_alias},,{boss}\n"
+    );
+    write(dir.path(), "rooms.csv", &sheet);
+    let run = run_against(&hs, dir.path(), &["delete-rooms", "rooms.csv", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines = results(&dir.path().join("rooms.results.csv"));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (room, id) in [
+        (&purged_alias, &purged_id),
+        (&blocked_id, &blocked_id),
+        (&moved_alias, &moved_id),
+    ] {
+        let line = by_room(&lines, room);
+        assert_eq!(line["status"], "ok", "{line:?}");
+        assert_eq!(
+            &line["room_id"], id,
+            "the results keep the room id: {line:?}"
+        );
+        assert!(!line["delete_id"].is_empty(), "{line:?}");
+        assert!(!room_exists(&hs, id).await, "{room} is gone");
+    }
+    // The delete id was recorded before the run waited for it.
+    let all = common::all_lines(&dir.path().join("rooms.results.csv"));
+    for id in [&purged_id, &blocked_id, &moved_id] {
+        let delete_id = &all.iter().find(|l| &l["room_id"] == id).unwrap()["delete_id"];
+        assert!(
+            all.iter()
+                .any(|l| l["status"] == "pending" && l["message"].contains(delete_id.as_str())),
+            "a pending line with delete_id {delete_id}: {all:?}"
+        );
+    }
+
+    // Blocked: nobody can join the id again.
+    let (status, body) = hs
+        .call(
+            "GET",
+            &format!("/_synapse/admin/v1/rooms/{}/block", enc(&blocked_id)),
+            None,
+        )
+        .await;
+    assert_eq!((status, &body["block"]), (200, &json!(true)), "{body}");
+    let path = format!("/_synapse/admin/v1/join/{}", enc(&blocked_id));
+    let (status, body) = hs
+        .call("POST", &path, Some(json!({"user_id": users[0]})))
+        .await;
+    assert_ne!(status, 200, "joining a blocked room: {body}");
+    let token = hs.user_token(&users[0]).await;
+    let join = reqwest::Client::new()
+        .post(format!(
+            "{}/_matrix/client/v3/join/{}",
+            hs.url,
+            enc(&blocked_id)
+        ))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(join.status().as_u16(), 403, "a user joins the blocked id");
+    // The purged room's alias went with it; the moved room's alias now names the new room,
+    // where its members were moved.
+    assert_eq!(resolve(&hs, &purged_alias).await, None);
+    let new_room = resolve(&hs, &moved_alias)
+        .await
+        .expect("the alias moved to the new room");
+    assert_ne!(new_room, moved_id);
+    let members = hs.members(&new_room).await;
+    for user in &users[2..] {
+        assert!(
+            members.contains(user),
+            "{user} moved to {new_room}: {members:?}"
+        );
+    }
+    assert!(members.contains(&boss), "{members:?}");
+
+    // A rerun: the aliases no longer name the deleted rooms (one is gone, one names the new
+    // room), the recorded ids do: all unchanged, and the new room is left alone. An alias that
+    // never resolved is failed.
+    let sheet = format!("{sheet}{never},,\n");
+    write(dir.path(), "rooms.csv", &sheet);
+    let run = run_against(&hs, dir.path(), &["delete-rooms", "rooms.csv", "--yes"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let lines = results(&dir.path().join("rooms.results.csv"));
+    let rerun = &lines[3..];
+    assert_eq!(rerun.len(), 4, "{lines:?}");
+    for room in [&purged_alias, &blocked_id, &moved_alias] {
+        let line = by_room(rerun, room);
+        assert_eq!(line["status"], "unchanged", "{line:?}");
+    }
+    let line = by_room(rerun, &never);
+    assert_eq!(line["status"], "failed", "{line:?}");
+    assert!(line["message"].contains("does not exist"), "{line:?}");
+    assert!(
+        room_exists(&hs, &new_room).await,
+        "the rerun left the new room alone"
+    );
+}
+
+/// DELETE requests the proxy saw for a room.
+fn deletes_of(proxy: &ChaosProxy, room_id: &str) -> usize {
+    let path = format!("/_synapse/admin/v2/rooms/{room_id}");
+    proxy
+        .records()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path == path)
+        .count()
+}
+
+fn wait_for_line(results: &Path, needle: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(results).is_ok_and(|text| text.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_while_a_delete_runs_is_resumed_without_a_second_delete() {
+    let hs = synapse("relaxed");
+    let users = hs.users("kill-del", 12).await;
+    let (room_id, alias) = busy_room(&hs, "kill-del", &users).await;
+    let proxy = ChaosProxy::start(&hs.url, Config::new(1, 0.0, Duration::from_secs(30)));
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rooms.csv", &format!("room\n{alias}\n"));
+    let results_path = dir.path().join("rooms.results.csv");
+
+    let mut child = common::synbatch()
+        .current_dir(dir.path())
+        .env("SYNBATCH_TOKEN", &hs.admin_token)
+        .args([
+            "delete-rooms",
+            "--homeserver",
+            &proxy.url,
+            "rooms.csv",
+            "--yes",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let recorded = wait_for_line(&results_path, ": delete_id ", Duration::from_secs(60));
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    assert!(recorded, "the delete's id was recorded before the wait");
+    let before: Vec<Value> = common::all_lines(&results_path)
+        .iter()
+        .map(|l| json!(l))
+        .collect();
+    assert!(
+        before.iter().all(|l| l["status"] == "pending"),
+        "killed while waiting: only pending lines {before:?}"
+    );
+    // The proxy records a request once its answer is relayed: let it catch up.
+    assert!(proxy.settle(Duration::from_secs(10)));
+    assert_eq!(deletes_of(&proxy, &room_id), 1, "{}", proxy.trace("rooms"));
+
+    let run = common::run_via(
+        &hs,
+        &proxy.url,
+        dir.path(),
+        &["delete-rooms", "rooms.csv", "--yes", "--resume"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        deletes_of(&proxy, &room_id),
+        1,
+        "no second DELETE:\n{}",
+        proxy.trace("rooms")
+    );
+    let lines = results(&results_path);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], "ok", "{:?}", lines[0]);
+    assert_eq!(lines[0]["room_id"], room_id);
+    let message_id = before
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .find_map(|m| m.split("delete_id ").nth(1))
+        .map(|rest| rest.split(',').next().unwrap().to_string());
+    assert_eq!(
+        Some(lines[0]["delete_id"].clone()),
+        message_id,
+        "the recorded delete was waited for"
+    );
+    assert!(!room_exists(&hs, &room_id).await);
+    // The resumed run read the delete's status rather than starting another.
+    let statuses = proxy
+        .records()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("delete_status"))
+        .count();
+    assert!(statuses >= 1, "{}", proxy.trace("delete_status"));
+}
