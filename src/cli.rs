@@ -59,6 +59,7 @@ jobs! {
     Deactivate => deactivate,
     Report => report,
     DeleteRooms => delete_rooms,
+    Notify => notify,
 }
 
 /// What every row job takes: the input, the homeserver, and how to run.

@@ -19,11 +19,13 @@ use serde_json::Value;
 use url::Url;
 
 mod media;
+mod notices;
 mod room_admin;
 mod rooms;
 mod users;
 
 pub use media::{DeletedMedia, MediaPurge};
+pub use notices::{Notices, RoomSummary};
 pub use room_admin::{DeleteTask, RoomDelete};
 pub use rooms::{Membership, RoomState};
 pub use users::{ExternalId, ListedUser, Threepid, User, UserPage, UserQuery};

@@ -340,7 +340,7 @@ impl Job for DeleteRooms {
                 out.push(Planned::invalid(
                     "delete-rooms",
                     row.number,
-                    &[""],
+                    &[""; 6],
                     why.clone(),
                 ));
                 return;
@@ -354,7 +354,7 @@ impl Job for DeleteRooms {
                 out.push(Planned::invalid(
                     "delete-rooms",
                     row.number,
-                    &[text(cells, 0)],
+                    &[text(cells, 0), "", "", "", "", ""],
                     why,
                 ));
                 return;
@@ -566,6 +566,7 @@ mod tests {
             let planned = plan_row(&job, "x.org", &Row::of(1, &cells));
             let why = planned[0].task.as_ref().err().unwrap();
             assert!(why.contains(needle), "{cells:?}: {why}");
+            assert_eq!(planned[0].fields.len(), job.result_fields().len());
         }
     }
 }

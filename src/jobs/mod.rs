@@ -10,6 +10,7 @@ pub mod export_users;
 pub mod invite;
 pub mod join;
 pub mod kick;
+pub mod notify;
 pub mod purge_media;
 pub mod remove_external_id;
 pub mod report;

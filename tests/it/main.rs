@@ -19,6 +19,7 @@ mod synapse_invite;
 mod synapse_join;
 mod synapse_kill;
 mod synapse_media;
+mod synapse_notify;
 mod synapse_onboarding;
 mod synapse_rooms;
 mod synapse_sso;
