@@ -60,6 +60,7 @@ jobs! {
     Report => report,
     DeleteRooms => delete_rooms,
     Notify => notify,
+    CreateRooms => create_rooms,
 }
 
 /// What every row job takes: the input, the homeserver, and how to run.

@@ -2,6 +2,7 @@
 //! rerun), its help and examples, its `Args`, the columns it reads, and the job itself. A new
 //! job adds its file here and one line to `cli.rs`.
 
+pub mod create_rooms;
 pub mod create_users;
 pub mod deactivate;
 pub mod delete_media;

@@ -286,3 +286,164 @@ async fn a_run_killed_while_a_delete_runs_is_resumed_without_a_second_delete() {
         .count();
     assert!(statuses >= 1, "{}", proxy.trace("delete_status"));
 }
+
+/// A room's current state events as (type, state_key) -> content.
+async fn state_of(
+    hs: &Synapse,
+    room_id: &str,
+) -> std::collections::HashMap<(String, String), Value> {
+    let path = format!("/_synapse/admin/v1/rooms/{}/state", enc(room_id));
+    let (status, body) = hs.call("GET", &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    body["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let key = (
+                e["type"].as_str().unwrap().to_string(),
+                e["state_key"].as_str().unwrap_or("").to_string(),
+            );
+            (key, e["content"].clone())
+        })
+        .collect()
+}
+
+async fn listed(hs: &Synapse, room_id: &str) -> bool {
+    let path = format!("/_matrix/client/v3/directory/list/room/{}", enc(room_id));
+    let (status, body) = hs.call("GET", &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    body["visibility"] == "public"
+}
+
+fn key(kind: &str, state_key: &str) -> (String, String) {
+    (kind.to_string(), state_key.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_rooms_makes_a_space_before_its_rooms_and_a_rerun_changes_nothing() {
+    let hs = synapse("relaxed");
+    let p = common::unique("dept");
+    let sheet = |topic: &str| {
+        format!(
+            "alias,name,topic,preset,directory,encrypted,space,is_space\n\
+             {p}-enc,Encrypted room,Secret things,private,,yes,{p}-space,\n\
+             {p}-pub,Public room,{topic},public,yes,,#{p}-space:{server},\n\
+             {p}-priv,Private room,Quiet,,,,,\n\
+             #{p}-space:{server},Department,The department,public,,,,yes\n",
+            server = hs.server_name
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rooms.csv", &sheet("Open to all"));
+    let run = run_against(&hs, dir.path(), &["create-rooms", "rooms.csv"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let path = dir.path().join("rooms.results.csv");
+    let lines = results(&path);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(
+        lines[0]["alias"].contains("-space:"),
+        "the space first: {lines:?}"
+    );
+    let id = |suffix: &str| {
+        let alias = format!("#{p}-{suffix}:{}", hs.server_name);
+        let line = by_alias(&lines, &alias);
+        assert_eq!(line["status"], "ok", "{line:?}");
+        assert!(line["room_id"].starts_with('!'), "{line:?}");
+        line["room_id"].clone()
+    };
+    let (space, enc_room, public, private) = (id("space"), id("enc"), id("pub"), id("priv"));
+    for (alias, room) in [
+        ("space", &space),
+        ("enc", &enc_room),
+        ("pub", &public),
+        ("priv", &private),
+    ] {
+        let alias = format!("#{p}-{alias}:{}", hs.server_name);
+        assert_eq!(resolve(&hs, &alias).await.as_ref(), Some(room), "{alias}");
+    }
+
+    let s = state_of(&hs, &space).await;
+    assert_eq!(s[&key("m.room.create", "")]["type"], "m.space");
+    assert_eq!(s[&key("m.room.join_rules", "")]["join_rule"], "public");
+    for child in [&enc_room, &public] {
+        let via = &s[&key("m.space.child", child)]["via"];
+        assert_eq!(via, &json!([hs.server_name]), "child {child}");
+    }
+    assert!(!s.contains_key(&key("m.space.child", &private)));
+
+    let s = state_of(&hs, &enc_room).await;
+    assert_eq!(
+        s[&key("m.room.encryption", "")]["algorithm"],
+        "m.megolm.v1.aes-sha2"
+    );
+    assert_eq!(s[&key("m.room.join_rules", "")]["join_rule"], "invite");
+    assert_eq!(s[&key("m.space.parent", &space)]["canonical"], true);
+    assert_eq!(s[&key("m.room.name", "")]["name"], "Encrypted room");
+    assert!(!listed(&hs, &enc_room).await);
+
+    let s = state_of(&hs, &public).await;
+    assert_eq!(s[&key("m.room.join_rules", "")]["join_rule"], "public");
+    assert!(!s.contains_key(&key("m.room.encryption", "")));
+    assert!(s.contains_key(&key("m.space.parent", &space)));
+    assert!(listed(&hs, &public).await, "published in the directory");
+
+    let s = state_of(&hs, &private).await;
+    assert_eq!(
+        s[&key("m.room.join_rules", "")]["join_rule"],
+        "invite",
+        "blank preset: private"
+    );
+    assert!(!s.keys().any(|(kind, _)| kind == "m.space.parent"));
+    assert_eq!(s[&key("m.room.topic", "")]["topic"], "Quiet");
+    assert!(!listed(&hs, &private).await);
+
+    // The rerun: every alias exists as the sheet says.
+    let run = run_against(&hs, dir.path(), &["create-rooms", "rooms.csv"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rerun = &results(&path)[4..];
+    assert_eq!(rerun.len(), 4, "{rerun:?}");
+    assert!(
+        rerun.iter().all(|l| l["status"] == "unchanged"),
+        "{rerun:?}"
+    );
+    assert!(
+        rerun.iter().all(|l| l["room_id"].starts_with('!')),
+        "{rerun:?}"
+    );
+
+    // One topic changed: --on-existing update changes exactly that.
+    write(dir.path(), "rooms.csv", &sheet("Open to everyone"));
+    let run = run_against(
+        &hs,
+        dir.path(),
+        &["create-rooms", "rooms.csv", "--on-existing", "update"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let update = &results(&path)[8..];
+    assert_eq!(update.len(), 4, "{update:?}");
+    for line in update {
+        let want = if line["room_id"] == public {
+            "ok"
+        } else {
+            "unchanged"
+        };
+        assert_eq!(line["status"], want, "{line:?}");
+    }
+    let line = update.iter().find(|l| l["room_id"] == public).unwrap();
+    assert_eq!(line["message"], "changed: topic", "{line:?}");
+    let s = state_of(&hs, &public).await;
+    assert_eq!(s[&key("m.room.topic", "")]["topic"], "Open to everyone");
+    assert_eq!(s[&key("m.room.name", "")]["name"], "Public room");
+    assert!(listed(&hs, &public).await);
+}
+
+fn by_alias<'a>(
+    lines: &'a [std::collections::HashMap<String, String>],
+    alias: &str,
+) -> &'a std::collections::HashMap<String, String> {
+    lines
+        .iter()
+        .find(|l| l["alias"] == alias)
+        .unwrap_or_else(|| panic!("no line for {alias}: {lines:?}"))
+}
