@@ -186,6 +186,25 @@ async fn delete_rooms_removes_blocks_and_moves_members_and_a_rerun_changes_nothi
         room_exists(&hs, &new_room).await,
         "the rerun left the new room alone"
     );
+
+    // Blocking a room already deleted is all that is left to do: the block alone.
+    write(
+        dir.path(),
+        "block.csv",
+        &format!("room,block\n{purged_id},yes\n"),
+    );
+    let run = run_against(&hs, dir.path(), &["delete-rooms", "block.csv", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = &results(&dir.path().join("block.results.csv"))[0];
+    assert_eq!(line["status"], "ok", "{line:?}");
+    assert!(line["message"].contains("blocked"), "{line:?}");
+    let block = format!("/_synapse/admin/v1/rooms/{}/block", enc(&purged_id));
+    let (_, body) = hs.call("GET", &block, None).await;
+    assert_eq!(body["block"], json!(true), "{body}");
+    let run = run_against(&hs, dir.path(), &["delete-rooms", "block.csv", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = &results(&dir.path().join("block.results.csv"))[1];
+    assert_eq!(line["status"], "unchanged", "{line:?}");
 }
 
 /// DELETE requests the proxy saw for a room.
@@ -446,4 +465,96 @@ fn by_alias<'a>(
         .iter()
         .find(|l| l["alias"] == alias)
         .unwrap_or_else(|| panic!("no line for {alias}: {lines:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_that_runs_out_leaves_the_row_pending_and_resume_finishes_it() {
+    let hs = synapse("relaxed");
+    let users = hs.users("wait-del", 12).await;
+    let (room_id, alias) = busy_room(&hs, "wait-del", &users).await;
+    let proxy = ChaosProxy::start(&hs.url, Config::new(2, 0.0, Duration::from_secs(30)));
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rooms.csv", &format!("room\n{alias}\n"));
+    let limit = Duration::from_secs(120);
+    // Twelve members to remove take Synapse far longer than a millisecond.
+    let args = ["delete-rooms", "rooms.csv", "--yes", "--wait", "0.001"];
+    let run = common::run_via(&hs, &proxy.url, dir.path(), &args, limit);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("--resume"), "{}", run.stderr);
+    let path = dir.path().join("rooms.results.csv");
+    let lines = common::all_lines(&path);
+    let last = lines.last().unwrap();
+    assert_eq!(
+        last["status"], "pending",
+        "a wait that ran out is no failure: {lines:?}"
+    );
+    assert!(last["message"].contains("--resume"), "{last:?}");
+    assert_eq!(last["room_id"], room_id);
+    let delete_id = last["delete_id"].clone();
+    assert!(!delete_id.is_empty(), "{last:?}");
+
+    let args = ["delete-rooms", "rooms.csv", "--yes", "--resume"];
+    let run = common::run_via(&hs, &proxy.url, dir.path(), &args, limit);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let last = common::all_lines(&path).pop().unwrap();
+    assert_eq!(last["status"], "ok", "{last:?}");
+    assert_eq!(
+        last["delete_id"], delete_id,
+        "the same delete was waited for"
+    );
+    assert!(proxy.settle(Duration::from_secs(10)));
+    assert_eq!(deletes_of(&proxy, &room_id), 1, "{}", proxy.trace("rooms"));
+    assert!(!room_exists(&hs, &room_id).await);
+}
+
+/// A Synapse whose `room_list_publication_rules` refuse (its default) answers the listing with
+/// 403: mocked, since the harness allows publication on every profile.
+#[tokio::test]
+async fn a_refused_directory_listing_is_failed_and_names_the_config_key() {
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, ResponseTemplate};
+    let server = common::mock_admin_homeserver().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/_matrix/client/v3/directory/room/"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"errcode": "M_NOT_FOUND", "error": "Room alias not found"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/_matrix/client/v3/createRoom"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"room_id": "!new"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/_matrix/client/v3/directory/list/room/!new"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            json!({"errcode": "M_FORBIDDEN", "error": "Not allowed to publish room"}),
+        ))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rooms.csv", "alias,directory\nlobby,yes\n");
+    let (url, at) = (server.uri(), dir.path().to_path_buf());
+    let run = tokio::task::spawn_blocking(move || {
+        let output = common::synbatch()
+            .current_dir(&at)
+            .env("SYNBATCH_TOKEN", "mock-admin-token")
+            .args(["create-rooms", "rooms.csv", "--homeserver", &url])
+            .output()
+            .unwrap();
+        common::finish(output, Some("mock-admin-token"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = &results(&dir.path().join("rooms.results.csv"))[0];
+    assert_eq!(line["status"], "failed", "{line:?}");
+    assert_eq!(line["room_id"], "!new", "{line:?}");
+    assert!(
+        line["message"].contains("room_list_publication_rules"),
+        "{line:?}"
+    );
+    assert!(line["message"].contains("was created"), "{line:?}");
 }
