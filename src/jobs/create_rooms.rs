@@ -409,7 +409,17 @@ impl Job for CreateRooms {
     }
 
     fn result_fields(&self) -> &'static [&'static str] {
-        &["alias", "room_id", "is_space", "space"]
+        &[
+            "alias",
+            "name",
+            "topic",
+            "preset",
+            "directory",
+            "encrypted",
+            "space",
+            "is_space",
+            "room_id",
+        ]
     }
 
     fn acts_as_token_user(&self) -> bool {
@@ -424,7 +434,7 @@ impl Job for CreateRooms {
                     out.push(Planned::invalid(
                         "create-rooms",
                         row.number,
-                        &[""; 4],
+                        &[""; 9],
                         why.clone(),
                     ));
                 }
@@ -443,7 +453,8 @@ impl Job for CreateRooms {
         let task = match self.task(ctx, cells) {
             Ok(task) => task,
             Err(why) => {
-                let fields = [text(cells, 0), "", text(cells, 7), text(cells, 6)];
+                let mut fields: Vec<&str> = (0..8).map(|at| text(cells, at)).collect();
+                fields.push("");
                 out.push(Planned::invalid("create-rooms", row.number, &fields, why));
                 return;
             }
@@ -534,12 +545,25 @@ impl Job for CreateRooms {
 }
 
 impl CreateRooms {
+    /// The row as it was understood, and the room's id: every input column, so that the
+    /// failed rows of a results file (`report --failed`) are a complete input again.
     fn fields(&self, task: &RoomTask) -> Vec<String> {
+        let flag = |b: Option<bool>| b.map_or("", |b| if b { "true" } else { "false" });
+        let preset = match task.preset {
+            "public_chat" => "public",
+            "trusted_private_chat" => "trusted_private",
+            _ => "private",
+        };
         vec![
             task.alias.clone(),
-            task.room_id.lock().unwrap().clone(),
-            if task.is_space { "true" } else { "false" }.to_string(),
+            task.name.clone().unwrap_or_default(),
+            task.topic.clone().unwrap_or_default(),
+            preset.to_string(),
+            flag(task.directory).to_string(),
+            flag(task.encrypted).to_string(),
             task.space.clone().unwrap_or_default(),
+            flag(Some(task.is_space)).to_string(),
+            task.room_id.lock().unwrap().clone(),
         ]
     }
 }
@@ -650,7 +674,7 @@ mod tests {
             let planned = plan_row(&job(Pass::All), "x.org", &Row::of(1, &cells));
             let why = planned[0].task.as_ref().err().unwrap();
             assert!(why.contains(needle), "{cells:?}: {why}");
-            assert_eq!(planned[0].fields.len(), 4);
+            assert_eq!(planned[0].fields.len(), 9);
         }
     }
 }

@@ -256,6 +256,12 @@ async fn a_run_killed_while_a_delete_runs_is_resumed_without_a_second_delete() {
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     assert!(recorded, "the delete's id was recorded before the wait");
+    let status = format!("/_synapse/admin/v2/rooms/{}/delete_status", enc(&room_id));
+    let (_, at_kill) = hs.call("GET", &status, None).await;
+    eprintln!(
+        "delete status at the kill: {}",
+        at_kill["results"][0]["status"]
+    );
     let before: Vec<Value> = common::all_lines(&results_path)
         .iter()
         .map(|l| json!(l))
@@ -557,4 +563,15 @@ async fn a_refused_directory_listing_is_failed_and_names_the_config_key() {
         "{line:?}"
     );
     assert!(line["message"].contains("was created"), "{line:?}");
+    // The failed row, as a new input, still asks for the listing.
+    let output = common::synbatch()
+        .current_dir(dir.path())
+        .args(["report", "rooms.results.csv", "--failed", "retry.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let retry = results(&dir.path().join("retry.csv"));
+    assert_eq!(retry.len(), 1, "{retry:?}");
+    assert_eq!(retry[0]["alias"], "#lobby:mock.test");
+    assert_eq!(retry[0]["directory"], "true");
 }
