@@ -424,14 +424,20 @@ impl Job for DeleteRooms {
         let room_id = self.room_id(hs, task, pending_room).await?;
         task.found_room(&room_id);
 
-        // A delete this row started and recorded, or any still running for the room: wait for
-        // it rather than start another.
+        // A delete this row started and recorded: wait for it rather than start another.
         if let Some(delete_id) = pending_delete {
             return self.wait_for(hs, task, delete_id).await;
         }
+        // One still running for the room (this row's, whose answer was lost, or anyone's):
+        // wait for it too; once it has ended, what it left decides, since it may have been
+        // asked for less (no purge, no block) than this row.
         let deletes = hs.room_deletes(&room_id).await?;
         if let Some(running) = deletes.iter().find(|d| !d.ended()) {
-            return self.wait_for(hs, task, &running.delete_id).await;
+            match self.wait_for(hs, task, &running.delete_id).await {
+                Ok(still) if still.status == Status::Pending => return Ok(still),
+                Ok(_) | Err(Fail::Final(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
 
         let details = hs.room_details(&room_id).await?;
@@ -446,13 +452,13 @@ impl Job for DeleteRooms {
                 return Ok(Outcome::ok(200).saying("blocked (the room was already deleted)"));
             }
             let now = match (details.is_none(), task.delete.block) {
-                (true, true) => "already deleted and blocked",
-                (true, false) => "already deleted (Synapse does not know the room)",
-                (false, _) => "already shut down (no local member left)",
+                (true, true) => "deleted and blocked",
+                (true, false) => "deleted (Synapse does not know the room)",
+                (false, _) => "shut down (no local member left)",
             };
             return Ok(match intent.in_doubt() {
                 true => intent.done_earlier(None, now),
-                false => Outcome::unchanged(None, now),
+                false => Outcome::unchanged(None, format!("already {now}")),
             });
         }
 

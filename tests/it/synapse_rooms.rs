@@ -575,3 +575,34 @@ async fn a_refused_directory_listing_is_failed_and_names_the_config_key() {
     assert_eq!(retry[0]["alias"], "#lobby:mock.test");
     assert_eq!(retry[0]["directory"], "true");
 }
+
+/// A delete someone else started (without purge) is waited for, then this row's own purge is
+/// sent: a running delete is never doubled, and what it left decides what is still to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_running_from_elsewhere_is_waited_for_then_what_is_left_is_done() {
+    let hs = synapse("relaxed");
+    let users = hs.users("other-del", 12).await;
+    let (room_id, _) = busy_room(&hs, "other-del", &users).await;
+    let proxy = ChaosProxy::start(&hs.url, Config::new(3, 0.0, Duration::from_secs(30)));
+    let path = format!("/_synapse/admin/v2/rooms/{}", enc(&room_id));
+    let (status, body) = hs
+        .call("DELETE", &path, Some(json!({"purge": false})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rooms.csv", &format!("room\n{room_id}\n"));
+    let args = ["delete-rooms", "rooms.csv", "--yes"];
+    let run = common::run_via(&hs, &proxy.url, dir.path(), &args, Duration::from_secs(120));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = &results(&dir.path().join("rooms.results.csv"))[0];
+    assert_eq!(line["status"], "ok", "{line:?}");
+    assert!(proxy.settle(Duration::from_secs(10)));
+    // The other delete kept the room (no purge): this row purged it, with one DELETE of its own.
+    assert_eq!(deletes_of(&proxy, &room_id), 1, "{}", proxy.trace("rooms"));
+    assert!(!room_exists(&hs, &room_id).await);
+    assert_ne!(
+        line["delete_id"],
+        body["delete_id"].as_str().unwrap(),
+        "{line:?}"
+    );
+}
