@@ -188,6 +188,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn progress_writes_another_pending_line_that_a_retry_starts_from() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let state = RowState::default();
+        let fields = vec![];
+        let me = std::thread::current();
+        let log = || Log {
+            records: &tx,
+            writer: &me,
+            row: 1,
+            key: "delete-rooms !r",
+            fields: &fields,
+        };
+        let writer = tokio::spawn(async move {
+            let mut messages = vec![];
+            while let Some(Record::Pending(line, ack)) = rx.recv().await {
+                messages.push(line.message);
+                let _ = ack.send(());
+            }
+            messages
+        });
+        let first = Intent::new(&state, Some(log()));
+        first.sending("deleting room !r").await.unwrap();
+        first
+            .progress("deleting room !r: delete_id D")
+            .await
+            .unwrap();
+        let retry = Intent::new(&state, Some(log()));
+        assert!(retry.in_doubt());
+        assert_eq!(
+            retry.before().as_deref(),
+            Some("deleting room !r: delete_id D")
+        );
+        drop(tx);
+        let messages = writer.await.unwrap();
+        assert_eq!(
+            messages,
+            ["deleting room !r", "deleting room !r: delete_id D"]
+        );
+    }
+
+    #[tokio::test]
     async fn a_crashed_runs_intent_puts_the_row_in_doubt() {
         let state = RowState::after_crash("was [saml:a]".into());
         let intent = Intent::new(&state, None);
