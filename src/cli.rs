@@ -61,6 +61,9 @@ jobs! {
     SyncMembers => sync_members,
     DiffAccounts => diff_accounts,
     Report => report,
+    DeleteRooms => delete_rooms,
+    Notify => notify,
+    CreateRooms => create_rooms,
 }
 
 /// What every row job takes: the input, the homeserver, and how to run.

@@ -19,10 +19,16 @@ use serde_json::Value;
 use url::Url;
 
 mod media;
+mod notices;
+mod room_admin;
+mod room_create;
 mod rooms;
 mod users;
 
 pub use media::{DeletedMedia, MediaPurge};
+pub use notices::{Notices, RoomSummary};
+pub use room_admin::{DeleteTask, RoomDelete};
+pub use room_create::StateEvent;
 pub use rooms::{CREATOR_POWER, Membership, RoomState};
 pub use users::{ExternalId, ListedUser, Threepid, User, UserPage, UserQuery};
 

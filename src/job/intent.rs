@@ -80,6 +80,23 @@ impl<'a> Intent<'a> {
             return Ok(());
         }
         *self.state.before.lock().unwrap() = Some(before.to_string());
+        self.write_pending(before).await?;
+        self.state.sent.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Records what an attempt learned after its change was sent and before it ends (the id of
+    /// a delete it now waits for): another `pending` line, whose message becomes the row's
+    /// before-state, so that a retry or a `--resume` after a crash starts from it. Returns once
+    /// the line is in the results file.
+    pub async fn progress(&self, message: &str) -> Step<()> {
+        *self.state.before.lock().unwrap() = Some(message.to_string());
+        self.write_pending(message).await?;
+        self.state.sent.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn write_pending(&self, message: &str) -> Step<()> {
         if let Some(log) = &self.log {
             let line = ResultLine {
                 row: log.row,
@@ -88,7 +105,7 @@ impl<'a> Intent<'a> {
                 http_status: None,
                 errcode: String::new(),
                 cause: None,
-                message: before.to_string(),
+                message: message.to_string(),
                 attempts: 0,
                 duration: Default::default(),
                 fields: log.fields.to_vec(),
@@ -108,7 +125,6 @@ impl<'a> Intent<'a> {
             log.writer.unpark();
             ack.await.map_err(|_| stopped())?;
         }
-        self.state.sent.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -171,6 +187,47 @@ mod tests {
         assert_eq!(lines.len(), 1, "one pending line per row");
         assert_eq!(lines[0].status, Status::Pending);
         assert_eq!((lines[0].row, lines[0].message.as_str()), (3, "was active"));
+    }
+
+    #[tokio::test]
+    async fn progress_writes_another_pending_line_that_a_retry_starts_from() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let state = RowState::default();
+        let fields = vec![];
+        let me = std::thread::current();
+        let log = || Log {
+            records: &tx,
+            writer: &me,
+            row: 1,
+            key: "delete-rooms !r",
+            fields: &fields,
+        };
+        let writer = tokio::spawn(async move {
+            let mut messages = vec![];
+            while let Some(Record::Pending(line, ack)) = rx.recv().await {
+                messages.push(line.message);
+                let _ = ack.send(());
+            }
+            messages
+        });
+        let first = Intent::new(&state, Some(log()));
+        first.sending("deleting room !r").await.unwrap();
+        first
+            .progress("deleting room !r: delete_id D")
+            .await
+            .unwrap();
+        let retry = Intent::new(&state, Some(log()));
+        assert!(retry.in_doubt());
+        assert_eq!(
+            retry.before().as_deref(),
+            Some("deleting room !r: delete_id D")
+        );
+        drop(tx);
+        let messages = writer.await.unwrap();
+        assert_eq!(
+            messages,
+            ["deleting room !r", "deleting room !r: delete_id D"]
+        );
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ pub mod cells;
 pub mod classify;
 pub mod intent;
 pub mod passwords;
+pub mod recorded;
 pub mod rooms;
 pub mod sso;
 pub mod sync;
@@ -240,5 +241,17 @@ pub trait Job: Send + Sync + 'static {
     /// refuses what it sends), or `None` when it can. A refused job stops before its first row.
     fn refused_under_mas(&self) -> Option<&'static str> {
         None
+    }
+
+    /// The result fields once an attempt has run, when it learned what the row did not say
+    /// (the room id an alias named, a delete's id); `None` keeps the fields planned.
+    fn fields_found(&self, _task: &Self::Task) -> Option<Vec<String>> {
+        None
+    }
+    /// Reads what an earlier run recorded in the results file, before a real run or a check,
+    /// for a job whose rows need more than their status from it (the room id behind an alias
+    /// that a delete removed). Why the file cannot be read stops the run (exit 2).
+    fn remember(&mut self, _results: &std::path::Path) -> Result<(), String> {
+        Ok(())
     }
 }

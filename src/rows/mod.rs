@@ -176,6 +176,10 @@ async fn run_job<J: Job>(
         };
         confirm(&what, plan.yes).map_err(Exit::Usage)?;
     }
+    if plan.kind != Kind::DryRun {
+        job.remember(&plan.results).map_err(Exit::Usage)?;
+    }
+
     // A dry run of a file with --server-name needs no server at all.
     let (hs, ctx) = match (&args.server.server_name, &source, plan.kind) {
         (Some(name), Source::Input, Kind::DryRun) => {
@@ -377,13 +381,22 @@ fn ended(job: &str, plan: &RunPlan, summary: Summary) -> Result<(), Exit> {
     }
     let failed = summary.tally.count(Status::Failed);
     let invalid = summary.tally.count(Status::Invalid);
+    // A row still pending ended without knowing how its change ended (a room delete still
+    // running when the wait ran out): not done, and not failed either.
+    let pending = summary.tally.count(Status::Pending);
+    if pending > 0 {
+        eprintln!(
+            "{pending} rows still pending: their change was sent and is still under way on the \
+             server; rerun the same command with --resume to wait for them"
+        );
+    }
     if failed > 0 {
         eprintln!("to rerun only the failed rows: the same command with --retry-failed");
     }
     if invalid > 0 {
         eprintln!("invalid rows were not sent: fix them in the input, then rerun with --resume");
     }
-    if failed + invalid > 0 {
+    if failed + invalid + pending > 0 {
         Err(Exit::RowsFailed)
     } else {
         Ok(())

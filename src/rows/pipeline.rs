@@ -43,6 +43,8 @@ struct Item<T> {
     task: T,
     /// What its attempts share: whether a change was sent, and what was there before.
     state: RowState,
+    /// The result fields as the last attempt found them, when it learned more than the row said.
+    found: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 /// A run: the job's attempts, and where they record their intent.
@@ -67,7 +69,11 @@ impl<J: Job> Work for Attempts<J> {
             fields: &item.fields,
         };
         let intent = Intent::new(&item.state, Some(log));
-        self.job.attempt(&self.hs, &item.task, &intent).await
+        let attempt = self.job.attempt(&self.hs, &item.task, &intent).await;
+        if let Some(fields) = self.job.fields_found(&item.task) {
+            *item.found.lock().unwrap() = Some(fields);
+        }
+        attempt
     }
 
     fn serial_key(&self, item: &Item<J::Task>) -> Option<String> {
@@ -113,10 +119,11 @@ impl<J: Job> Work for Checks<J> {
 
 impl<T> From<Finished<Item<T>, Outcome>> for Record {
     fn from(done: Finished<Item<T>, Outcome>) -> Self {
+        let found = done.item.found.into_inner().unwrap();
         Record::Final(line(
             done.item.row,
             done.item.key,
-            done.item.fields,
+            found.unwrap_or(done.item.fields),
             done.output,
             done.attempts,
             done.elapsed,
@@ -324,6 +331,7 @@ fn read_and_plan<J: Job>(
                         fields,
                         task,
                         state,
+                        found: Default::default(),
                     });
                     continue;
                 }

@@ -717,9 +717,18 @@ def overrides_for(profile: str, profile_dir: Path, port: int, database: dict | N
         "enable_metrics": False,
         "report_stats": False,
         "bcrypt_rounds": 4,  # fast password hashing: tests create many users
+        # --- rooms jobs (create-rooms, notify), for every profile ---
         # Synapse's default is to deny publishing to the room directory, silently: a createRoom
         # with `visibility: public` would leave the room unlisted.
         "room_list_publication_rules": [{"action": "allow"}],
+        # `notify` sends server notices: off unless configured. The notices user is created by
+        # Synapse at the first notice.
+        "server_notices": {
+            "system_mxid_localpart": "notices",
+            "system_mxid_display_name": "Server Notices",
+            "room_name": "Server Notices",
+        },
+        # --- end of the rooms jobs' block ---
     }
     if database is not None:
         overrides["database"] = database
