@@ -32,6 +32,7 @@ use crate::input::{Binder, Cell, FieldDef, Input, Row};
 use crate::job::rooms::Rooms;
 use crate::job::{Context, Intent, Job, Outcome, Planned, Step, boolean, optional, required, text};
 use crate::results::Key;
+use crate::rows::Source;
 
 /// Create rooms and spaces (as the token's user; columns: alias, [name, topic, preset,
 /// directory, encrypted, space, is_space])
@@ -92,19 +93,12 @@ pub async fn run(args: Args) -> Result<(), Exit> {
     if !has_space_rows(&args.rows) {
         return crate::rows::run(job(Pass::All), &args.rows).await;
     }
-    let spaces = crate::rows::run(job(Pass::Spaces), &args.rows).await;
-    if let Err(e) = &spaces
-        && !matches!(e, Exit::RowsFailed)
-    {
-        return spaces;
-    }
-    eprintln!("create-rooms: the spaces are done; now the rooms");
-    let rooms = crate::rows::run(job(Pass::Rooms), &args.rows).await;
-    match (spaces, rooms) {
-        (_, Err(e)) => Err(e),
-        (Err(e), Ok(())) => Err(e),
-        (Ok(()), Ok(())) => Ok(()),
-    }
+    eprintln!("create-rooms: the sheet names spaces: they are created first, then the rooms");
+    let passes = vec![
+        (job(Pass::Spaces), Source::Input),
+        (job(Pass::Rooms), Source::Input),
+    ];
+    crate::rows::run_passes(passes, &args.rows).await
 }
 
 /// Whether the input is a file with a row that creates a space (then it is run in two passes).

@@ -221,6 +221,37 @@ impl JsonSummary {
         self.failures_not_grouped = failures.others;
     }
 
+    /// Adds what one more pass of the same run did (a job that runs its input in passes, such
+    /// as create-rooms with its spaces first): rows, counts and failures add up.
+    pub fn add_pass(&mut self, pass: JsonSummary) {
+        self.results = pass.results.or(self.results.take());
+        self.rows += pass.rows;
+        self.skipped += pass.skipped;
+        let (a, b) = (&mut self.counts, pass.counts);
+        a.ok += b.ok;
+        a.unchanged += b.unchanged;
+        a.failed += b.failed;
+        a.invalid += b.invalid;
+        a.pending += b.pending;
+        for group in pass.failures {
+            let same = self.failures.iter_mut().find(|g| {
+                (g.status, &g.cause, &g.errcode, g.http_status)
+                    == (
+                        group.status,
+                        &group.cause,
+                        &group.errcode,
+                        group.http_status,
+                    )
+            });
+            match same {
+                Some(g) => g.count += group.count,
+                None => self.failures.push(group),
+            }
+        }
+        self.failures.sort_by_key(|g| std::cmp::Reverse(g.count));
+        self.failures_not_grouped += pass.failures_not_grouped;
+    }
+
     pub fn set_results(&mut self, path: &Path) {
         self.results = Some(path.display().to_string());
     }

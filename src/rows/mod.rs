@@ -45,15 +45,42 @@ pub async fn run<J: Job>(job: J, args: &RowArgs) -> Result<(), Exit> {
 
 /// Runs a row job on the rows of `source`, and writes its `--summary-json` however it ends.
 pub async fn run_from<J: Job>(job: J, args: &RowArgs, source: Source) -> Result<(), Exit> {
+    run_passes(vec![(job, source)], args).await
+}
+
+/// Runs passes of one job one after the other as one run (create-rooms: the spaces, then the
+/// rooms that name them), with one `--summary-json` however it ends. A pass starts only when
+/// the one before ended with its rows recorded (exit 0 or 1).
+pub async fn run_passes<J: Job>(passes: Vec<(J, Source)>, args: &RowArgs) -> Result<(), Exit> {
+    let Some(name) = passes.first().map(|(job, _)| job.name()) else {
+        return Ok(());
+    };
     let clock = json::Clock::start();
-    let plan = RunPlan::new(args, job.name(), job.concurrency(), false);
+    let plan = RunPlan::new(args, name, passes[0].0.concurrency(), false);
     let mut own = vec![plan.results.as_path()];
     own.extend(plan.input.path.as_deref());
     let out = json::open(args.run.summary_json.as_ref(), &own)?;
-    let mut summary = JsonSummary::new(json::Source::Run, Some(job.name()));
-    summary.dry_run = args.run.dry_run && !args.run.check;
-    summary.check = args.run.check;
-    let ended = run_job(job, args, source, &mut summary).await;
+    let fresh = || {
+        let mut summary = JsonSummary::new(json::Source::Run, Some(name));
+        summary.dry_run = args.run.dry_run && !args.run.check;
+        summary.check = args.run.check;
+        summary
+    };
+    let mut summary = fresh();
+    let mut ended = Ok(());
+    for (job, source) in passes {
+        let mut pass = fresh();
+        let this = run_job(job, args, source, &mut pass).await;
+        summary.add_pass(pass);
+        let stop = matches!(&this, Err(e) if !matches!(e, Exit::RowsFailed));
+        ended = match (ended, this) {
+            (_, Err(e)) | (Err(e), Ok(())) => Err(e),
+            (Ok(()), Ok(())) => Ok(()),
+        };
+        if stop {
+            break;
+        }
+    }
     json::finish(out, summary, &clock, ended)
 }
 

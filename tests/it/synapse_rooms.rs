@@ -423,9 +423,17 @@ async fn create_rooms_makes_a_space_before_its_rooms_and_a_rerun_changes_nothing
     assert_eq!(s[&key("m.room.topic", "")]["topic"], "Quiet");
     assert!(!listed(&hs, &private).await);
 
-    // The rerun: every alias exists as the sheet says.
-    let run = run_against(&hs, dir.path(), &["create-rooms", "rooms.csv"]);
+    // The rerun: every alias exists as the sheet says. Its two passes (the space, then the
+    // rooms) are one run for --summary-json.
+    let args = ["create-rooms", "rooms.csv", "--summary-json", "run.json"];
+    let run = run_against(&hs, dir.path(), &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["rows"], 4, "{summary}");
+    assert_eq!(summary["counts"]["unchanged"], 4, "{summary}");
+    assert_eq!(summary["exit_code"], 0, "{summary}");
     let rerun = &results(&path)[4..];
     assert_eq!(rerun.len(), 4, "{rerun:?}");
     assert!(
