@@ -35,16 +35,25 @@ pub enum Notices {
 }
 
 impl Homeserver {
-    /// `PUT /_synapse/admin/v1/send_server_notice/<txn_id>` `{"user_id", "content"}`.
+    /// `PUT /_synapse/admin/v1/send_server_notice/<txn_id>` `{"user_id", "content"}`, or
+    /// without a transaction id `POST /_synapse/admin/v1/send_server_notice`.
     pub async fn send_notice(
         &self,
-        txn_id: &str,
+        txn_id: Option<&str>,
         user_id: &str,
         content: &Value,
     ) -> Result<(), HsError> {
         let body = json!({ "user_id": user_id, "content": content });
-        let path = ["_synapse", "admin", "v1", "send_server_notice", txn_id];
-        self.call(Method::PUT, &path, &[], Some(&body)).await?;
+        match txn_id {
+            Some(txn_id) => {
+                let path = ["_synapse", "admin", "v1", "send_server_notice", txn_id];
+                self.call(Method::PUT, &path, &[], Some(&body)).await?
+            }
+            None => {
+                let path = ["_synapse", "admin", "v1", "send_server_notice"];
+                self.call(Method::POST, &path, &[], Some(&body)).await?
+            }
+        };
         Ok(())
     }
 

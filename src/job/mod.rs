@@ -144,6 +144,8 @@ pub struct Context {
     pub server_name: String,
     /// The token's own user id (empty for a dry run that did not connect).
     pub me: String,
+    /// The server delegates authentication to MAS (some admin APIs act differently then).
+    pub delegated: bool,
 }
 
 impl Context {
@@ -153,6 +155,7 @@ impl Context {
         Context {
             server_name: server_name.into(),
             me: String::new(),
+            delegated: false,
         }
     }
 }

@@ -15,6 +15,11 @@
 //! `SCAN_PAGES` pages. A notice found there is `unchanged`; a room too long to read to its start
 //! makes the row `failed` rather than risk a second notice.
 //!
+//! Under MAS the notice goes by `POST /_synapse/admin/v1/send_server_notice` (no transaction
+//! id): Synapse 1.163 answers the PUT with 500 for a MAS token that has no device, as it keys
+//! transactions on the token. The look into the notices room before every attempt keeps it
+//! from going twice there too.
+//!
 //! Without `server_notices` in Synapse's config, the run stops before the first row (exit 2):
 //! a probe for a user of another server gets "not enabled" from such a server and sends nothing
 //! from any.
@@ -288,6 +293,11 @@ pub struct NoticeTask {
     text: String,
     /// The row key's mark: the transaction id's tail and the content's `org.synbatch.key`.
     mark: String,
+    /// Send with the mark as transaction id. Not under MAS: Synapse 1.163 answers 500 there
+    /// (a MAS token without a device has no access-token id to key the transaction on), so
+    /// the notice goes without one, and the look into the notices room before every attempt
+    /// is what keeps it from going twice.
+    keyed: bool,
 }
 
 impl Notify {
@@ -435,6 +445,7 @@ impl Job for Notify {
                 user,
                 text,
                 mark: mark(key.as_str()),
+                keyed: !ctx.delegated,
             }),
             key,
         });
@@ -457,7 +468,13 @@ impl Job for Notify {
         intent.sending("not in the user's notices room").await?;
         let content = json!({ "msgtype": "m.text", "body": task.text, MARK_FIELD: task.mark });
         match hs
-            .send_notice(&format!("synbatch-{}", task.mark), &user_id, &content)
+            .send_notice(
+                task.keyed
+                    .then(|| format!("synbatch-{}", task.mark))
+                    .as_deref(),
+                &user_id,
+                &content,
+            )
             .await
         {
             Ok(()) => Ok(Outcome::ok(200)),
@@ -469,10 +486,15 @@ impl Job for Notify {
     }
 
     fn describe(&self, task: &NoticeTask) -> String {
+        let request = match task.keyed {
+            true => format!(
+                "PUT /_synapse/admin/v1/send_server_notice/synbatch-{}",
+                task.mark
+            ),
+            false => "POST /_synapse/admin/v1/send_server_notice".to_string(),
+        };
         format!(
-            "PUT /_synapse/admin/v1/send_server_notice/synbatch-{} {{\"user_id\": {:?}, \
-             \"content\": {{\"body\": {:?}}}}}",
-            task.mark,
+            "{request} {{\"user_id\": {:?}, \"content\": {{\"body\": {:?}}}}}",
             task.user.as_str(),
             task.text
         )

@@ -213,6 +213,7 @@ async fn run_job<J: Job>(
             let ctx = Context {
                 server_name: name.clone(),
                 me: String::new(),
+                delegated: false,
             };
             (None, ctx)
         }
@@ -234,6 +235,7 @@ async fn run_job<J: Job>(
             let ctx = Context {
                 server_name: conn.server_name,
                 me: conn.me,
+                delegated: conn.delegated,
             };
             (Some(conn.hs), ctx)
         }

@@ -294,6 +294,43 @@ async fn case(hs: &Synapse, job: &str, dir: &Path) {
             assert!(!text.contains(&users[0]), "{text}");
             assert!(!text.contains("@admin:"), "{text}");
         }
+        "create-rooms" => {
+            // createRoom as the token's user: a MAS-introspected token on the Client-Server API.
+            let alias = crate::common::unique("mas-new-room");
+            write(dir, "rooms.csv", &format!("alias,name\n{alias},New room\n"));
+            let run = run_against(hs, dir, &["create-rooms", "rooms.csv"]);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            all_ok(dir, "rooms.results.csv");
+            let full = format!("#{alias}:{}", hs.server_name);
+            let path = format!("/_matrix/client/v3/directory/room/{}", enc(&full));
+            let (status, body) = hs.call("GET", &path, None).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        "delete-rooms" => {
+            let (room_id, _) = hs.room("mas-gone", true).await;
+            write(dir, "gone.csv", &format!("room\n{room_id}\n"));
+            let run = run_against(hs, dir, &["delete-rooms", "gone.csv", "--yes"]);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            all_ok(dir, "gone.results.csv");
+            let path = format!("/_synapse/admin/v1/rooms/{}", enc(&room_id));
+            let (status, body) = hs.call("GET", &path, None).await;
+            assert_eq!(status, 404, "{body}");
+        }
+        "notify" => {
+            // Sent, then found in the user's notices room by the rerun (not sent twice).
+            let users = hs.users("mas-notice", 1).await;
+            write(dir, "notice.csv", &format!("user\n{}\n", users[0]));
+            let args = ["notify", "notice.csv", "--message", "Hello {user}"];
+            let run = run_against(hs, dir, &args);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            all_ok(dir, "notice.results.csv");
+            std::fs::remove_file(dir.join("notice.results.csv")).unwrap();
+            let run = run_against(hs, dir, &args);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            let lines = results(&dir.join("notice.results.csv"));
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert_eq!(lines[0]["status"], "unchanged", "{lines:?}");
+        }
         "report" => {
             // Needs no server: it reads a results file made against this one.
             let users = hs.users("mas-report", 1).await;

@@ -83,6 +83,10 @@ PG_ROLE = "synbatch"
 MAS_ADMIN_SCOPE = "urn:synapse:admin:*"
 MAS_API_SCOPE = "urn:matrix:client:api:*"
 
+# A server started by another version of this file may run with other overrides (a config key
+# added since): it is restarted rather than reused.
+HARNESS_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
 HEALTH_POLL_INTERVAL = 0.2  # seconds between /health probes while starting
 HEALTH_TIMEOUT = 90.0  # seconds to wait for a fresh server to answer /health
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
@@ -820,6 +824,7 @@ def start_server(root: Path, profile: str) -> dict:
         "admin_token": token["access_token"], "profile": profile, "pid": pid,
         "dir": str(profile_dir), "port": port, "admin_password": token["password"],
         "synapse_version": SYNAPSE_VERSION,
+        "harness": HARNESS_DIGEST,
     }
     if mas:
         state.update(mas_url=mas[0], mas_secret=mas[1], mas_pid=mas_pid)
@@ -883,6 +888,9 @@ def healthy_state(root: Path, profile: str) -> dict | None:
     profile_dir = root / profile
     state = read_state(profile_dir)
     if not state or state.get("synapse_version") != SYNAPSE_VERSION:
+        return None
+    if state.get("harness") != HARNESS_DIGEST:
+        # Started by another version of this file (other overrides): restart it with these.
         return None
     if not pid_is_synapse(state.get("pid"), profile_dir):
         return None
