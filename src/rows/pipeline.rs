@@ -74,6 +74,10 @@ impl<J: Job> Work for Attempts<J> {
         self.job.serial_key(&item.task)
     }
 
+    fn spread_key(&self, item: &Item<J::Task>) -> Option<String> {
+        self.job.spread_key(&item.task)
+    }
+
     fn explain(&self, output: &Outcome) -> String {
         output.message.clone()
     }
@@ -103,6 +107,10 @@ impl<J: Job> Work for Checks<J> {
             Check::Runs(note) => Ok(outcome(Status::Ok, note.unwrap_or_default())),
             Check::Fails(why) => Ok(outcome(Status::Failed, why)),
         }
+    }
+
+    fn spread_key(&self, item: &Item<J::Task>) -> Option<String> {
+        self.job.spread_key(&item.task)
     }
 }
 
