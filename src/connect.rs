@@ -23,6 +23,8 @@ pub struct Connection {
     pub server_name: String,
     /// The token's own user id.
     pub me: String,
+    /// The homeserver as `--homeserver` names it.
+    pub url: Url,
 }
 
 /// Checks the options that need no network: refuses a token on the command line, and a
@@ -68,6 +70,8 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
             Err(e) => return Err(refused(&url, e)),
         }
     }
+    // A rate limit that a killed run lifted is put back before anything else.
+    crate::lift::restore_leftover(&hs, &url, &me).await?;
     let server_name = match &args.server_name {
         Some(name) => name.clone(),
         None => ids::server_of(&me)
@@ -78,12 +82,13 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
         hs: Arc::new(hs),
         server_name,
         me,
+        url,
     })
 }
 
 /// A first call, under the run's retry policy: one 502 or 429 at startup is no reason to stop.
 /// What is not worth retrying (a refused token) comes back at once.
-async fn startup<T, Fut>(call: impl Fn() -> Fut) -> Result<T, HsError>
+pub(crate) async fn startup<T, Fut>(call: impl Fn() -> Fut) -> Result<T, HsError>
 where
     Fut: Future<Output = Result<T, HsError>>,
 {

@@ -19,10 +19,12 @@ use serde_json::Value;
 use url::Url;
 
 mod media;
+mod ratelimit;
 mod rooms;
 mod users;
 
 pub use media::{DeletedMedia, MediaPurge};
+pub use ratelimit::RateOverride;
 pub use rooms::{Membership, RoomState};
 pub use users::{ExternalId, ListedUser, Threepid, User, UserPage, UserQuery};
 

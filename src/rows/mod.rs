@@ -42,8 +42,24 @@ pub async fn run<J: Job>(job: J, args: &RowArgs) -> Result<(), Exit> {
 /// (options, the input's header, the results file for `--retry-failed`) is checked first.
 pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Result<(), Exit> {
     connect::check(&args.server)?;
+    if args.run.lift_ratelimit && !job.acts_as_token_user() {
+        return Err(Exit::Usage(format!(
+            "--lift-ratelimit: {} sends its requests through the admin API, which no account \
+             rate limit slows; the option is for jobs that act as the token's user (invite, kick)",
+            job.name()
+        )));
+    }
     let terminal = std::io::stderr().is_terminal();
     let plan = RunPlan::new(args, job.name(), job.concurrency(), terminal);
+    if let (Some(asked), Some(why)) = (args.run.concurrency, job.concurrency_warning())
+        && asked > job.concurrency()
+    {
+        eprintln!(
+            "warning: -j {asked} runs more {} requests at once than its default of {}: {why}",
+            job.name(),
+            job.concurrency()
+        );
+    }
     if plan.mode == Mode::RetryFailed && !plan.results.exists() {
         return Err(Exit::usage(format!(
             "--retry-failed: there is no results file at {} to take the failed rows from \
@@ -92,13 +108,13 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
     }
 
     // A dry run of a file with --server-name needs no server at all.
-    let (hs, ctx) = match (&args.server.server_name, &source, plan.kind) {
+    let (hs, ctx, url) = match (&args.server.server_name, &source, plan.kind) {
         (Some(name), Source::Input, Kind::DryRun) => {
             let ctx = Context {
                 server_name: name.clone(),
                 me: String::new(),
             };
-            (None, ctx)
+            (None, ctx, None)
         }
         _ => {
             let need_admin = plan.kind != Kind::DryRun || matches!(source, Source::Accounts { .. });
@@ -112,8 +128,14 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
                 server_name: conn.server_name,
                 me: conn.me,
             };
-            (Some(conn.hs), ctx)
+            (Some(conn.hs), ctx, Some(conn.url))
         }
+    };
+    let lift = match (&hs, url) {
+        (Some(hs), Some(url)) if plan.kind == Kind::Run && args.run.lift_ratelimit => {
+            crate::lift::Lift::apply(hs.clone(), &url, &ctx.me).await?
+        }
+        _ => None,
     };
     let (input, lister) = match (input, &source, &hs) {
         (Some(input), ..) => (input, None),
@@ -146,9 +168,24 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
         (None, Source::Accounts { .. }) => None,
     };
     let name = job.name();
-    let summary = pipeline::run(Arc::new(job), hs, ctx, input, &plan, count)
-        .await
-        .map_err(Exit::usage)?;
+    let summary = pipeline::run(Arc::new(job), hs, ctx, input, &plan, count).await;
+    // However the run ended, the account gets its own rate limit back before the exit.
+    let restored = match lift {
+        Some(lift) => lift.restore().await,
+        None => Ok(()),
+    };
+    let summary = match (summary, restored) {
+        (Ok(summary), Ok(())) => summary,
+        (Err(e), Ok(())) => return Err(Exit::usage(e)),
+        (Err(e), Err(why)) => return Err(Exit::usage(format!("{e}\n{why}"))),
+        (Ok(summary), Err(why)) => {
+            eprintln!("{why}");
+            let _ = ended(name, &plan, summary);
+            return Err(Exit::aborted(
+                "the run ended, but the account's rate limit is still lifted (see above)",
+            ));
+        }
+    };
     if let Some(lister) = lister {
         let listed = lister.await.expect("the account lister does not panic");
         match listed {

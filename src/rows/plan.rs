@@ -58,6 +58,8 @@ pub struct RunPlan {
     pub progress: bool,
     /// `--yes`: the confirmation of a destructive job was given in advance.
     pub yes: bool,
+    /// `--lift-ratelimit`: the token's account runs without rate limits.
+    pub lift_ratelimit: bool,
 }
 
 impl RunPlan {
@@ -108,6 +110,7 @@ impl RunPlan {
             },
             progress: kind == Kind::Run && verbosity != Verbosity::Quiet && terminal,
             yes: run.yes,
+            lift_ratelimit: run.lift_ratelimit,
         }
     }
 }
