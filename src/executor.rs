@@ -809,7 +809,14 @@ mod tests {
         }
         drop(item_tx);
         let work = Rooms::default();
-        let stop = run(work.clone(), limits(6, 0), item_rx, done_tx, CancellationToken::new()).await;
+        let stop = run(
+            work.clone(),
+            limits(6, 0),
+            item_rx,
+            done_tx,
+            CancellationToken::new(),
+        )
+        .await;
         assert_eq!(stop, Stop::Completed);
         let mut ids = vec![];
         while let Ok(done) = done_rx.try_recv() {

@@ -44,7 +44,13 @@ pub fn state_dir() -> Option<PathBuf> {
     let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
     let base = std::env::var_os("XDG_STATE_HOME")
         .and_then(absolute)
-        .or_else(|| Some(std::env::var_os("HOME").and_then(absolute)?.join(".local/state")))?;
+        .or_else(|| {
+            Some(
+                std::env::var_os("HOME")
+                    .and_then(absolute)?
+                    .join(".local/state"),
+            )
+        })?;
     Some(base.join("synbatch"))
 }
 
@@ -233,7 +239,11 @@ fn remove(file: &Path) {
 impl Lift {
     /// Records the account's override, then lifts it. `None`: another synbatch run that is
     /// still going has it lifted already, and will put it back.
-    pub async fn apply(hs: Arc<Homeserver>, url: &Url, user_id: &str) -> Result<Option<Lift>, Exit> {
+    pub async fn apply(
+        hs: Arc<Homeserver>,
+        url: &Url,
+        user_id: &str,
+    ) -> Result<Option<Lift>, Exit> {
         let dir = state_dir().ok_or_else(|| {
             Exit::usage(
                 "--lift-ratelimit records the account's rate limit in a state file first, and \
@@ -272,7 +282,11 @@ impl Lift {
             file,
             previous,
         };
-        if let Err(e) = startup(|| lift.hs.set_ratelimit_override(user_id, RateOverride::LIFTED)).await
+        if let Err(e) = startup(|| {
+            lift.hs
+                .set_ratelimit_override(user_id, RateOverride::LIFTED)
+        })
+        .await
         {
             // The answer may have been lost after the change: put the old value back all the same.
             let why = format!("--lift-ratelimit: cannot lift the rate limit of {user_id}: {e}");
@@ -333,7 +347,11 @@ mod tests {
         );
         assert_ne!(
             a,
-            state_file(dir, &url("https://hs.example.org:8448"), "@admin:example.org")
+            state_file(
+                dir,
+                &url("https://hs.example.org:8448"),
+                "@admin:example.org"
+            )
         );
         assert_ne!(
             a,
@@ -366,7 +384,11 @@ mod tests {
         let back = read_record(&file).unwrap().unwrap();
         assert_eq!(back.previous, record.previous);
         assert_eq!(back.user_id, "@a:x");
-        assert!(read_record(&dir.path().join("none.json")).unwrap().is_none());
+        assert!(
+            read_record(&dir.path().join("none.json"))
+                .unwrap()
+                .is_none()
+        );
         fs::write(&file, "not json").unwrap();
         assert!(read_record(&file).is_err());
     }
@@ -385,6 +407,9 @@ mod tests {
                 burst_count: 7,
             }),
         );
-        assert!(post.contains(r#""messages_per_second": 5, "burst_count": 7"#), "{post}");
+        assert!(
+            post.contains(r#""messages_per_second": 5, "burst_count": 7"#),
+            "{post}"
+        );
     }
 }

@@ -125,7 +125,10 @@ mod tests {
     #[test]
     fn a_sorted_input_is_interleaved_and_each_key_keeps_its_order() {
         let mut q = Queue::new();
-        for (i, room) in ["a", "a", "a", "b", "b", "b", "c", "c", "c"].iter().enumerate() {
+        for (i, room) in ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
+            .iter()
+            .enumerate()
+        {
             q.push(key(room), (room.to_string(), i));
         }
         assert!(q.wants_more());

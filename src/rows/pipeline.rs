@@ -246,7 +246,8 @@ pub async fn run<J: Job>(
         (Kind::Run, Some(hs)) => {
             let records = line_tx.clone();
             let writer = writer.thread().clone();
-            let limited = (job.acts_as_token_user() && !plan.lift_ratelimit).then(AtomicU32::default);
+            let limited =
+                (job.acts_as_token_user() && !plan.lift_ratelimit).then(AtomicU32::default);
             let work = Attempts {
                 job,
                 hs,

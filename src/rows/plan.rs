@@ -147,6 +147,7 @@ mod tests {
             yes: false,
             quiet: false,
             verbose: false,
+            lift_ratelimit: false,
         };
         flags(&mut run);
         RowArgs {

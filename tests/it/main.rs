@@ -19,6 +19,7 @@ mod synapse_chaos;
 mod synapse_invite;
 mod synapse_join;
 mod synapse_kill;
+mod synapse_lift;
 mod synapse_media;
 mod synapse_onboarding;
 mod synapse_sso;

@@ -68,7 +68,10 @@ async fn a_room_sorted_file_is_interleaved_and_every_row_recorded() {
     let changes = joins.windows(2).filter(|w| w[0] != w[1]).count();
     assert!(changes > 30, "rooms changed {changes} times: {joins:?}");
     let first_of_last = joins.iter().position(|r| r == ROOMS[2]).unwrap();
-    assert!(first_of_last < 10, "the third room began at {first_of_last}: {joins:?}");
+    assert!(
+        first_of_last < 10,
+        "the third room began at {first_of_last}: {joins:?}"
+    );
 
     // Whatever order they finished in, each row has its own final line, with its own fields.
     let lines = results(&dir.path().join("sorted.results.csv"));
