@@ -14,7 +14,7 @@ mod hostile;
 mod lost_answers;
 #[cfg(unix)]
 mod results_file;
-mod room_spread;
+mod scheduling;
 mod synapse_chaos;
 mod synapse_invite;
 mod synapse_join;
