@@ -132,10 +132,10 @@ if [[ " $PARTS " == *" joins "* ]]; then
     for r in $(seq "$ROUNDS"); do
         for i in 0 1 2; do
             m=${methods[$(((i + r - 1) % 3))]}
-            record joins600x3 "$m" "$(TRIES=${TRIES:-2} undisturbed join_one "$m" "$r")"
+            record "joins${JOINS}x3" "$m" "$(TRIES=${TRIES:-2} undisturbed join_one "$m" "$r")"
         done
     done
-    report joins600x3 "$JOINS" "${methods[@]}"
+    report "joins${JOINS}x3" "$JOINS" "${methods[@]}"
 fi
 if [[ " $PARTS " == *" invites "* ]]; then
     server default
