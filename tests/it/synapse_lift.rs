@@ -14,50 +14,65 @@ use serde_json::{Value, json};
 use crate::chaos_proxy::{ChaosProxy, Config, Outage};
 use crate::common::{self, Run, Synapse, enc, finish, results, synapse, synbatch, write};
 
-/// A fresh admin account and the same server seen through its token. The token comes from a
-/// password login: one made by the admin API's "login as user" acts on behalf of the admin who
-/// made it, and Synapse applies that admin's rate limits to it.
+/// A fresh admin account and the same server seen through its token. The token comes from
+/// Synapse's shared-secret registration, a login of the account itself: one made by the admin
+/// API's "login as user" acts on behalf of the admin who made it, and Synapse applies that
+/// admin's rate limits to it; and password logins are limited to a few, then one every few
+/// minutes, under the default limits.
 async fn operator(hs: &Synapse) -> (Synapse, String) {
-    let id = format!("@{}:{}", common::unique("lifter"), hs.server_name);
-    hs.create_user(&id, json!({"password": "pw-Test-1", "admin": true}))
-        .await;
-    let token = login(hs, &id).await;
+    let localpart = common::unique("lifter");
+    let token = register_admin(hs, &localpart);
     let me = Synapse {
         admin_token: token,
         ..hs.clone()
     };
-    (me, id)
+    (me, format!("@{localpart}:{}", hs.server_name))
 }
 
-/// Logs in with the password; Synapse's default limits allow a few logins, then ask to wait.
-async fn login(hs: &Synapse, user: &str) -> String {
-    let body = json!({
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": user},
-        "password": "pw-Test-1",
-    });
-    for _ in 0..30 {
-        let response = reqwest::Client::new()
-            .post(format!("{}/_matrix/client/v3/login", hs.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("test Synapse answers");
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        match status {
-            200 => return answer["access_token"].as_str().unwrap().to_string(),
-            429 => {
-                let wait = answer["retry_after_ms"]
-                    .as_u64()
-                    .unwrap_or(1000)
-                    .min(10_000);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-            }
-            _ => panic!("login as {user}: {status} {answer}"),
-        }
-    }
-    panic!("login as {user}: still rate limited after 30 tries");
+/// Registers an admin with the `default` server's shared secret (in the harness's
+/// overrides.yaml, a JSON file); returns its access token.
+fn register_admin(hs: &Synapse, localpart: &str) -> String {
+    const SCRIPT: &str = r#"
+import hashlib, hmac, json, sys, urllib.request
+url, overrides, user = sys.argv[1:4]
+secret = json.load(open(overrides))["registration_shared_secret"]
+endpoint = url + "/_synapse/admin/v1/register"
+nonce = json.load(urllib.request.urlopen(endpoint, timeout=30))["nonce"]
+mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
+mac.update(b"\0".join([nonce.encode(), user.encode(), b"pw-Test-1", b"admin"]))
+body = {"nonce": nonce, "username": user, "password": "pw-Test-1", "admin": True,
+        "mac": mac.hexdigest()}
+request = urllib.request.Request(endpoint, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(request, timeout=30))["access_token"])
+"#;
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/synapse/harness.py");
+    let ensure = std::process::Command::new("python3")
+        .arg(&harness)
+        .args(["ensure", "--profile", "default"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        ensure.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ensure.stderr)
+    );
+    let state: Value = serde_json::from_slice(&ensure.stdout).unwrap();
+    let overrides = Path::new(state["dir"].as_str().unwrap()).join("overrides.yaml");
+    let output = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, &hs.url])
+        .arg(&overrides)
+        .arg(localpart)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "register {localpart}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
 async fn override_of(hs: &Synapse, user: &str) -> Value {
