@@ -13,7 +13,7 @@
 #    after a burst of 10): N fresh users into one fresh private room of the admin, for N in
 #    INVITES (default "30 300"):
 #      synbatch / synbatch --lift-ratelimit / async / async --lift
-#    Every invite must end 200. The runs without a lift of N >= 100 take minutes each: they get
+#    (INVITE_METHODS chooses among these and synbatch-lift-j16). Every invite must end 200. The runs without a lift of N >= 100 take minutes each: they get
 #    ROUNDS_SLOW rounds (default 1), the others ROUNDS.
 # Methods rotate each round (rounds interleaved); figures are medians over the rounds, with
 # Synapse's CPU and what other processes took meanwhile (a disturbance: see lib.sh).
@@ -97,6 +97,7 @@ invite_one() {
     case $method in
     synbatch) set -- "$SYNBATCH" invite "$D/invite.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" ;;
     synbatch-lift) set -- "$SYNBATCH" invite "$D/invite.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" --lift-ratelimit ;;
+    synbatch-lift-j16) set -- "$SYNBATCH" invite "$D/invite.csv" --homeserver "$URL" --token-file "$D/token" -o "$D/res.csv" --lift-ratelimit -j 16 ;;
     async) set -- $ASYNC invite "$D/invite.csv" -j 16 ;;
     async-lift) set -- $ASYNC invite "$D/invite.csv" -j 16 --lift ;;
     esac
@@ -139,13 +140,14 @@ if [[ " $PARTS " == *" joins "* ]]; then
 fi
 if [[ " $PARTS " == *" invites "* ]]; then
     server default
-    methods=(synbatch-lift async-lift synbatch async)
+    read -r -a methods <<<"${INVITE_METHODS:-synbatch-lift async-lift synbatch async}"
+    k=${#methods[@]}
     for n in $INVITES; do
         for r in $(seq "$ROUNDS"); do
-            for i in 0 1 2 3; do
-                m=${methods[$(((i + r - 1) % 4))]}
+            for i in $(seq 0 $((k - 1))); do
+                m=${methods[$(((i + r - 1) % k))]}
                 # Unlifted runs of many rows take minutes: fewer rounds of those.
-                if [[ $m != *lift && $n -ge 100 && $r -gt $ROUNDS_SLOW ]]; then continue; fi
+                if [[ $m != *lift* && $n -ge 100 && $r -gt $ROUNDS_SLOW ]]; then continue; fi
                 record "invites$n" "$m" "$(TRIES=1 undisturbed invite_one "$m" "$n" "$r")"
             done
         done
