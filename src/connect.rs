@@ -95,10 +95,12 @@ where
     let attempt = || async {
         match call().await {
             Ok(value) => Ok(Ok(value)),
-            // A server never reached is reported by `refused`, with its URL, once the
-            // retries are spent: here it is a failure like any other.
+            // A server never reached, or down behind its proxy (502-504), is reported by the
+            // caller once the retries are spent: here it is a failure like any other (as
+            // `Unreachable` or `Unavailable`, `once` would end in an abort, which a first call
+            // never is).
             Err(e) => match transient(&e) {
-                Some(Transient::Unreachable) => Err(Fail::Retry {
+                Some(Transient::Unreachable | Transient::Unavailable) => Err(Fail::Retry {
                     last: Err(e),
                     kind: Transient::Failed,
                 }),

@@ -179,8 +179,13 @@ pub async fn run_from<J: Job>(mut job: J, args: &RowArgs, source: Source) -> Res
         (Err(e), Ok(())) => return Err(Exit::usage(e)),
         (Err(e), Err(why)) => return Err(Exit::usage(format!("{e}\n{why}"))),
         (Ok(summary), Err(why)) => {
+            // The run's own ending is said first; the exit is the lift's, which needs acting on.
+            if let Err(exit) = ended(name, &plan, summary)
+                && let Some(message) = exit.message()
+            {
+                eprintln!("{message}");
+            }
             eprintln!("{why}");
-            let _ = ended(name, &plan, summary);
             return Err(Exit::aborted(
                 "the run ended, but the account's rate limit is still lifted (see above)",
             ));

@@ -404,3 +404,65 @@ fn the_flag_is_refused_for_admin_api_jobs() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--lift-ratelimit"), "{}", run.stderr);
 }
+
+/// The server goes away mid-run and stays away: the run aborts, the restore cannot get through,
+/// and the run says so (exit 3) and keeps the record; the next run, with the server back,
+/// restores.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_that_cannot_get_through_is_left_to_the_next_run() {
+    let hs = synapse("default");
+    let (op, me) = operator(&hs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (room_id, _) = invite_file(&hs, &op, dir.path(), 20).await;
+    let mut config = Config::new(1, 0.0, Duration::from_secs(5));
+    config.outage = Some(Outage {
+        after: 3,
+        counting: "/invite".into(),
+        // The first call of the next run ends it: this run's restore meets only 503s.
+        until: "/account/whoami".into(),
+    });
+    let proxy = ChaosProxy::start(&op.url, config);
+    let args = [
+        "invite",
+        "invite.csv",
+        "--lift-ratelimit",
+        "--retries",
+        "1",
+        "-j",
+        "2",
+    ];
+    let output = command(&op, &proxy.url, dir.path(), state.path(), &args)
+        .output()
+        .unwrap();
+    let run = finish(output, Some(&op.admin_token));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("could not restore"), "{}", run.stderr);
+    assert!(run.stderr.contains("curl -X DELETE"), "{}", run.stderr);
+    assert_eq!(
+        override_of(&hs, &me).await,
+        json!({"messages_per_second": 0, "burst_count": 0})
+    );
+    assert_eq!(records(state.path()).len(), 1, "the record stays");
+
+    let user = hs.users("after-outage", 1).await.remove(0);
+    write(
+        dir.path(),
+        "join.csv",
+        &format!("user,room\n{user},{room_id}\n"),
+    );
+    // Through the same URL: the record is of this homeserver as the run named it.
+    let args = ["join", "join.csv"];
+    let output = command(&op, &proxy.url, dir.path(), state.path(), &args)
+        .output()
+        .unwrap();
+    let next = finish(output, Some(&op.admin_token));
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    assert!(
+        next.stderr.contains("did not put it back"),
+        "{}",
+        next.stderr
+    );
+    assert_eq!(override_of(&hs, &me).await, json!({}));
+    assert!(records(state.path()).is_empty());
+}
