@@ -139,7 +139,7 @@ pub struct ServerArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Run")]
 pub struct RunArgs {
-    /// Requests in flight at once, at most [default: 8; create-users: 16]
+    /// Requests in flight at once, at most [default: 8; create-users: 16; deactivate: 2]
     #[arg(short = 'j', long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: Option<u16>,
@@ -194,6 +194,10 @@ pub struct RunArgs {
     /// --resume included
     #[arg(long, value_name = "OUT")]
     pub annotate: Option<PathBuf>,
+    /// Lift the token's own rate limit for the run (invite, kick: jobs that act as the token's
+    /// user), and put the previous value back at the end; see README "Rate limits"
+    #[arg(long)]
+    pub lift_ratelimit: bool,
 }
 
 /// A number within `min..=max`, said in the message so that a person can fix it.

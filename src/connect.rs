@@ -25,6 +25,8 @@ pub struct Connection {
     pub me: String,
     /// Synapse delegates authentication to MAS (known only after an admin check).
     pub delegated: bool,
+    /// The homeserver as `--homeserver` names it.
+    pub url: Url,
 }
 
 /// Checks the options that need no network: refuses a token on the command line, and a
@@ -63,6 +65,8 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
     if delegated {
         hs.set_delegated();
     }
+    // A rate limit that a killed run lifted is put back before anything else.
+    crate::lift::restore_leftover(&hs, &url, &me).await?;
     let server_name = match &args.server_name {
         Some(name) => name.clone(),
         None => ids::server_of(&me)
@@ -74,6 +78,7 @@ pub async fn connect(args: &ServerArgs, pool: usize, need_admin: bool) -> Result
         server_name,
         me,
         delegated,
+        url,
     })
 }
 
@@ -114,17 +119,19 @@ pub fn refused_under_mas(job: &str, url: &str, why: &str) -> Exit {
 
 /// A first call, under the run's retry policy: one 502 or 429 at startup is no reason to stop.
 /// What is not worth retrying (a refused token) comes back at once.
-async fn startup<T, Fut>(call: impl Fn() -> Fut) -> Result<T, HsError>
+pub(crate) async fn startup<T, Fut>(call: impl Fn() -> Fut) -> Result<T, HsError>
 where
     Fut: Future<Output = Result<T, HsError>>,
 {
     let attempt = || async {
         match call().await {
             Ok(value) => Ok(Ok(value)),
-            // A server never reached is reported by `refused`, with its URL, once the
-            // retries are spent: here it is a failure like any other.
+            // A server never reached, or down behind its proxy (502-504), is reported by the
+            // caller once the retries are spent: here it is a failure like any other (as
+            // `Unreachable` or `Unavailable`, `once` would end in an abort, which a first call
+            // never is).
             Err(e) => match transient(&e) {
-                Some(Transient::Unreachable) => Err(Fail::Retry {
+                Some(Transient::Unreachable | Transient::Unavailable) => Err(Fail::Retry {
                     last: Err(e),
                     kind: Transient::Failed,
                 }),

@@ -11,6 +11,8 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod spread;
+
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +68,13 @@ pub trait Work: Send + Sync + 'static {
     /// Items with the same key never run at the same time (a read-modify-write of one account,
     /// say); items with different keys, or none, run side by side.
     fn serial_key(&self, _item: &Self::Item) -> Option<String> {
+        None
+    }
+
+    /// Items with different spread keys are run side by side before more items of one key: a
+    /// server that serialises work per key (a room) is kept busy on every key, whatever the
+    /// order items come in (see `spread`).
+    fn spread_key(&self, _item: &Self::Item) -> Option<String> {
         None
     }
 
@@ -167,7 +176,12 @@ where
         done,
     });
     let slots = Arc::new(Semaphore::new(concurrency));
-    let mut queue = std::collections::VecDeque::new();
+    let mut queue = spread::Queue::new();
+    let add = |queue: &mut spread::Queue<W::Item>, batch: Vec<W::Item>| {
+        for item in batch {
+            queue.push(shared.work.spread_key(&item), item);
+        }
+    };
     loop {
         let slot = tokio::select! {
             biased;
@@ -179,18 +193,25 @@ where
                 biased;
                 _ = shared.stop.cancelled() => break,
                 batch = items.recv() => match batch {
-                    Some(batch) => queue.extend(batch),
+                    Some(batch) => add(&mut queue, batch),
                     None => break,
                 },
             }
         }
-        let Some(item) = queue.pop_front() else {
+        // Items with spread keys: look ahead (without waiting) for other keys to run.
+        while queue.wants_more() {
+            match items.try_recv() {
+                Ok(batch) => add(&mut queue, batch),
+                Err(_) => break,
+            }
+        }
+        let Some((item, in_flight)) = queue.pop() else {
             continue;
         };
         let shared = shared.clone();
         tokio::spawn(async move {
             run_item(&shared, item).await;
-            drop(slot);
+            drop((in_flight, slot));
         });
     }
     // Stop the producer, then wait for every worker to give its slot back.
@@ -757,6 +778,58 @@ mod tests {
         assert_eq!(n, 40);
         assert_eq!(work.worst.load(Ordering::SeqCst), 1);
         assert!(work.in_flight.lock().unwrap().values().all(|v| *v == 0));
+    }
+
+    /// Items are (room, id), sorted by room; records the rooms in the order attempts start.
+    #[derive(Clone, Default)]
+    struct Rooms {
+        started: Arc<Mutex<Vec<u32>>>,
+    }
+
+    impl Work for Rooms {
+        type Item = (u32, u32);
+        type Output = u32;
+        async fn attempt(&self, (room, id): &(u32, u32)) -> Attempt<u32> {
+            self.started.lock().unwrap().push(*room);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            Ok(*id)
+        }
+
+        fn spread_key(&self, (room, _): &(u32, u32)) -> Option<String> {
+            Some(room.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_room_sorted_input_runs_every_room_at_once() {
+        let (item_tx, item_rx) = mpsc::channel(100);
+        let (done_tx, mut done_rx) = mpsc::channel::<Finished<(u32, u32), u32>>(100);
+        for id in 0..60 {
+            item_tx.send(vec![(id / 20, id)]).await.unwrap();
+        }
+        drop(item_tx);
+        let work = Rooms::default();
+        let stop = run(
+            work.clone(),
+            limits(6, 0),
+            item_rx,
+            done_tx,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(stop, Stop::Completed);
+        let mut ids = vec![];
+        while let Ok(done) = done_rx.try_recv() {
+            ids.push(done.output);
+        }
+        ids.sort();
+        assert_eq!(ids, (0..60).collect::<Vec<_>>(), "every item ran once");
+        let started = work.started.lock().unwrap().clone();
+        // In file order the second room would start 20th: here the first three starts take
+        // one room each, and the rooms change far more often than the two times of the file.
+        assert_eq!(started[..3], [0, 1, 2], "{started:?}");
+        let changes = started.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(changes > 20, "rooms changed {changes} times: {started:?}");
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ mod homeserver;
 mod input;
 mod job;
 mod jobs;
+mod lift;
 mod results;
 mod rows;
 mod secret;

@@ -20,6 +20,7 @@ use url::Url;
 
 mod media;
 mod notices;
+mod ratelimit;
 mod room_admin;
 mod room_create;
 mod rooms;
@@ -27,6 +28,7 @@ mod users;
 
 pub use media::{DeletedMedia, MediaPurge};
 pub use notices::{Notices, RoomSummary};
+pub use ratelimit::RateOverride;
 pub use room_admin::{DeleteTask, RoomDelete};
 pub use room_create::StateEvent;
 pub use rooms::{CREATOR_POWER, Membership, RoomState};

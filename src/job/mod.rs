@@ -209,13 +209,23 @@ pub trait Job: Send + Sync + 'static {
     fn serial_key(&self, _task: &Self::Task) -> Option<String> {
         None
     }
+    /// Tasks with different spread keys share the requests in flight (a room's: Synapse
+    /// serialises membership changes per room, so a room-sorted file would keep every request
+    /// on one room); the executor keeps a bounded look-ahead for it.
+    fn spread_key(&self, _task: &Self::Task) -> Option<String> {
+        None
+    }
     /// Requests in flight at once when `-j` does not say.
     fn concurrency(&self) -> u16 {
         8
     }
+    /// Why the default concurrency is lower than a person might raise it to: `-j` above it
+    /// prints this as a warning.
+    fn concurrency_warning(&self) -> Option<&'static str> {
+        None
+    }
     /// Whether the job sends Client-Server requests as the token's own user (so its rate
     /// limits apply and `--lift-ratelimit` helps).
-    #[allow(dead_code)] // read by --lift-ratelimit (branch sched)
     fn acts_as_token_user(&self) -> bool {
         false
     }

@@ -128,6 +128,8 @@ pub trait RoomAction: Send + Sync + 'static {
     const FIELDS: &'static [FieldDef];
     /// Why users of other servers are refused, for actions on local users only.
     const LOCAL_ONLY: Option<&'static str> = None;
+    /// Whether the action is a Client-Server request sent as the token's user.
+    const AS_TOKEN_USER: bool = false;
 
     /// One attempt, with the user resolved to a user id.
     fn apply(
@@ -198,6 +200,16 @@ impl<A: RoomAction> Job for RoomJob<A> {
 
     fn plan(&self, ctx: &Context, row: &Row, out: &mut Vec<Planned<UserRoom>>) {
         self.rows.plan(ctx, row, out)
+    }
+
+    /// Synapse changes one room's memberships one at a time: rows of several rooms go side by
+    /// side, however the file is sorted.
+    fn spread_key(&self, task: &UserRoom) -> Option<String> {
+        Some(task.room.clone())
+    }
+
+    fn acts_as_token_user(&self) -> bool {
+        A::AS_TOKEN_USER
     }
 
     async fn attempt(

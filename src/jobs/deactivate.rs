@@ -32,7 +32,10 @@ use crate::results::{Cause, Key};
         With erase, Synapse also forgets the user's display name, avatar and messages for \
         users who join later (GDPR erasure). An account already deactivated is recorded as \
         `unchanged`. This cannot be undone: synbatch asks first on a terminal, and needs \
-        --yes anywhere else.",
+        --yes anywhere else.\n\n\
+        Runs at most 2 deactivations at a time by default: each one makes Synapse leave every \
+        room of the account, and parallel deactivations starve its database pool and can leave \
+        rooms inconsistent. -j raises it, with a warning.",
     after_help = "Examples:\n  \
         synbatch deactivate leavers.csv\n  \
         synbatch deactivate gdpr-requests.csv --erase --yes"
@@ -138,6 +141,19 @@ impl Job for Deactivate {
 
     fn destructive(&self) -> bool {
         true
+    }
+
+    /// Synapse's own issues: parallel deactivations starve its database pool and leave rooms
+    /// inconsistent (each one leaves every room of the account), and repeated ones pile up.
+    fn concurrency(&self) -> u16 {
+        2
+    }
+
+    fn concurrency_warning(&self) -> Option<&'static str> {
+        Some(
+            "each deactivation makes Synapse leave every room of the account; parallel ones \
+             starve its database pool and can leave rooms inconsistent",
+        )
     }
 
     async fn attempt(

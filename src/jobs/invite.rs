@@ -55,6 +55,7 @@ pub struct Invite;
 impl RoomAction for Invite {
     const NAME: &'static str = "invite";
     const FIELDS: &'static [FieldDef] = &[USER, ROOM, REASON];
+    const AS_TOKEN_USER: bool = true;
 
     async fn apply(
         &self,

@@ -47,6 +47,7 @@ pub struct Kick;
 impl RoomAction for Kick {
     const NAME: &'static str = "kick";
     const FIELDS: &'static [FieldDef] = &[USER, ROOM, REASON];
+    const AS_TOKEN_USER: bool = true;
 
     async fn apply(
         &self,

@@ -94,8 +94,24 @@ async fn run_job<J: Job>(
     facts: &mut JsonSummary,
 ) -> Result<(), Exit> {
     connect::check(&args.server)?;
+    if args.run.lift_ratelimit && !job.acts_as_token_user() {
+        return Err(Exit::Usage(format!(
+            "--lift-ratelimit: {} sends its requests through the admin API, which no account \
+             rate limit slows; the option is for jobs that act as the token's user (invite, kick)",
+            job.name()
+        )));
+    }
     let terminal = std::io::stderr().is_terminal();
     let plan = RunPlan::new(args, job.name(), job.concurrency(), terminal);
+    if let (Some(asked), Some(why)) = (args.run.concurrency, job.concurrency_warning())
+        && asked > job.concurrency()
+    {
+        eprintln!(
+            "warning: -j {asked} runs more {} requests at once than its default of {}: {why}",
+            job.name(),
+            job.concurrency()
+        );
+    }
     if plan.mode == Mode::RetryFailed && !plan.results.exists() {
         return Err(Exit::usage(format!(
             "--retry-failed: there is no results file at {} to take the failed rows from \
@@ -208,14 +224,14 @@ async fn run_job<J: Job>(
     }
 
     // A dry run of a file with --server-name needs no server at all.
-    let (hs, ctx) = match (&args.server.server_name, &source, plan.kind) {
+    let (hs, ctx, url) = match (&args.server.server_name, &source, plan.kind) {
         (Some(name), Source::Input, Kind::DryRun) => {
             let ctx = Context {
                 server_name: name.clone(),
                 me: String::new(),
                 delegated: false,
             };
-            (None, ctx)
+            (None, ctx, None)
         }
         _ => {
             // A job Synapse may refuse under MAS needs the admin check, which finds MAS out,
@@ -237,13 +253,19 @@ async fn run_job<J: Job>(
                 me: conn.me,
                 delegated: conn.delegated,
             };
-            (Some(conn.hs), ctx)
+            (Some(conn.hs), ctx, Some(conn.url))
         }
     };
     // After the server is known to take the job, so that a refused one leaves no stray file.
     if plan.kind == Kind::Run {
         job.prepare().map_err(Exit::Usage)?;
     }
+    let lift = match (&hs, url) {
+        (Some(hs), Some(url)) if plan.kind == Kind::Run && args.run.lift_ratelimit => {
+            crate::lift::Lift::apply(hs.clone(), &url, &ctx.me).await?
+        }
+        _ => None,
+    };
     let (input, lister) = match (input, &source, &hs) {
         (Some(input), ..) => (input, None),
         (None, Source::Accounts { page_size, .. }, Some(hs)) => {
@@ -277,16 +299,38 @@ async fn run_job<J: Job>(
     let name = job.name();
     let job = Arc::new(job);
     let hs_for_annotate = hs.clone();
-    let summary = pipeline::run(job.clone(), hs, ctx.clone(), input, &plan, count)
-        .await
-        .map_err(Exit::usage)?;
-    if plan.kind == Kind::Run {
-        facts.set_results(&plan.results);
+    let summary = pipeline::run(job.clone(), hs, ctx.clone(), input, &plan, count).await;
+    // However the run ended, the account gets its own rate limit back before the exit.
+    let restored = match lift {
+        Some(lift) => lift.restore().await,
+        None => Ok(()),
+    };
+    if let Ok(summary) = &summary {
+        if plan.kind == Kind::Run {
+            facts.set_results(&plan.results);
+        }
+        facts.rows = summary.tally.total();
+        facts.skipped = summary.skipped;
+        facts.counts = json::Counts::of(&summary.tally.by_status);
+        facts.set_failures(&summary.tally.failures);
     }
-    facts.rows = summary.tally.total();
-    facts.skipped = summary.skipped;
-    facts.counts = json::Counts::of(&summary.tally.by_status);
-    facts.set_failures(&summary.tally.failures);
+    let summary = match (summary, restored) {
+        (Ok(summary), Ok(())) => summary,
+        (Err(e), Ok(())) => return Err(Exit::usage(e)),
+        (Err(e), Err(why)) => return Err(Exit::usage(format!("{e}\n{why}"))),
+        (Ok(summary), Err(why)) => {
+            // The run's own ending is said first; the exit is the lift's, which needs acting on.
+            if let Err(exit) = ended(name, &plan, summary)
+                && let Some(message) = exit.message()
+            {
+                eprintln!("{message}");
+            }
+            eprintln!("{why}");
+            return Err(Exit::aborted(
+                "the run ended, but the account's rate limit is still lifted (see above)",
+            ));
+        }
+    };
     if let Some(lister) = lister {
         let listed = lister.await.expect("the account lister does not panic");
         match listed {

@@ -6,6 +6,7 @@
 //! nothing sent: the reader describes each task to the sink itself.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{Kind, Mode, RunPlan};
 use super::progress::{self, Report, Tally};
 use super::sink::Sink;
-use crate::executor::{self, Attempt, Finished, Stop, Work};
+use crate::executor::{self, Attempt, Fail, Finished, Stop, Transient, Work};
 use crate::homeserver::Homeserver;
 use crate::input::{Input, InputError};
 use crate::job::intent::{Log, RowState};
@@ -54,7 +55,13 @@ struct Attempts<J> {
     records: mpsc::Sender<Record>,
     /// The writer thread, woken for a pending line rather than left to finish its pause.
     writer: std::thread::Thread,
+    /// 429s answered so far, when a hint about `--lift-ratelimit` may help (`None`: it would
+    /// not: the job acts through the admin API, or the limit is lifted).
+    limited: Option<AtomicU32>,
 }
+
+/// 429s before the hint about `--lift-ratelimit`: one is a burst, this many a pattern.
+const HINT_AFTER: u32 = 3;
 
 impl<J: Job> Work for Attempts<J> {
     type Item = Item<J::Task>;
@@ -73,11 +80,31 @@ impl<J: Job> Work for Attempts<J> {
         if let Some(fields) = self.job.fields_found(&item.task) {
             *item.found.lock().unwrap() = Some(fields);
         }
+        if let (
+            Some(seen),
+            Err(Fail::Retry {
+                kind: Transient::RateLimited(_),
+                ..
+            }),
+        ) = (&self.limited, &attempt)
+            && seen.fetch_add(1, Ordering::Relaxed) + 1 == HINT_AFTER
+        {
+            eprintln!(
+                "hint: the homeserver keeps answering 429 (too many requests): {} acts as the \
+                 token's own user, whose rate limits apply; --lift-ratelimit lifts them for the \
+                 run and puts them back at the end (README: \"Rate limits\")",
+                self.job.name()
+            );
+        }
         attempt
     }
 
     fn serial_key(&self, item: &Item<J::Task>) -> Option<String> {
         self.job.serial_key(&item.task)
+    }
+
+    fn spread_key(&self, item: &Item<J::Task>) -> Option<String> {
+        self.job.spread_key(&item.task)
     }
 
     fn explain(&self, output: &Outcome) -> String {
@@ -114,6 +141,10 @@ impl<J: Job> Work for Checks<J> {
                 ..outcome(Status::Failed, why)
             }),
         }
+    }
+
+    fn spread_key(&self, item: &Item<J::Task>) -> Option<String> {
+        self.job.spread_key(&item.task)
     }
 }
 
@@ -230,11 +261,14 @@ pub async fn run<J: Job>(
         (Kind::Run, Some(hs)) => {
             let records = line_tx.clone();
             let writer = writer.thread().clone();
+            let limited =
+                (job.acts_as_token_user() && !plan.lift_ratelimit).then(AtomicU32::default);
             let work = Attempts {
                 job,
                 hs,
                 records,
                 writer,
+                limited,
             };
             executor::run(work, limits, task_rx, line_tx, cancel.clone()).await
         }

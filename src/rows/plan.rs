@@ -62,6 +62,8 @@ pub struct RunPlan {
     /// `--summary-json -`: stdout holds the summary alone; a dry run's and a check's lines go
     /// to stderr.
     pub stdout_taken: bool,
+    /// `--lift-ratelimit`: the token's account runs without rate limits.
+    pub lift_ratelimit: bool,
 }
 
 impl RunPlan {
@@ -115,6 +117,7 @@ impl RunPlan {
             progress: kind == Kind::Run && verbosity != Verbosity::Quiet && terminal,
             yes: run.yes,
             stdout_taken: run.summary_json == Some(Destination::Stdout),
+            lift_ratelimit: run.lift_ratelimit,
         }
     }
 }
@@ -153,6 +156,7 @@ mod tests {
             verbose: false,
             summary_json: None,
             annotate: None,
+            lift_ratelimit: false,
         };
         flags(&mut run);
         RowArgs {

@@ -100,6 +100,17 @@ pub struct Config {
     /// choice: a test's unique names and Synapse's random room ids, so that a seed picks the
     /// same faults for the same request on every run.
     pub normalize: Vec<(String, String)>,
+    /// A whole outage instead of scattered faults: see [`Outage`].
+    pub outage: Option<Outage>,
+}
+
+/// After `after` requests whose path contains `counting` have passed, every request gets a
+/// 503 until one whose path contains `until` arrives: that one and all later ones pass.
+#[derive(Debug, Clone)]
+pub struct Outage {
+    pub after: usize,
+    pub counting: String,
+    pub until: String,
 }
 
 impl Config {
@@ -114,6 +125,7 @@ impl Config {
             exempt_paths: vec![],
             max_requests: 20_000,
             normalize: vec![],
+            outage: None,
         }
     }
 }
@@ -175,6 +187,9 @@ struct State {
     upstream: SocketAddr,
     started: Instant,
     next_seq: AtomicUsize,
+    /// For an outage: requests counted so far, and whether it is over.
+    outage_counted: AtomicUsize,
+    outage_over: AtomicBool,
     next_conn: AtomicUsize,
     in_flight: AtomicUsize,
     capped: AtomicBool,
@@ -221,6 +236,8 @@ impl ChaosProxy {
             upstream,
             started: Instant::now(),
             next_seq: AtomicUsize::new(0),
+            outage_counted: AtomicUsize::new(0),
+            outage_over: AtomicBool::new(false),
             next_conn: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             capped: AtomicBool::new(false),
@@ -419,7 +436,25 @@ fn handle(state: &State, client: &mut TcpStream, conn: usize, request: Request) 
     let mut rng =
         fastrand::Rng::with_seed(config.seed ^ fnv1a(&format!("{identity} #{occurrence}")));
     let exempt = seq < config.exempt_first || config.exempt_paths.iter().any(|p| path.contains(p));
-    let fault = if !exempt && !config.faults.is_empty() && rng.f64() < config.rate {
+    let down = config.outage.as_ref().is_some_and(|outage| {
+        if state.outage_over.load(Ordering::SeqCst) {
+            return false;
+        }
+        if state.outage_counted.load(Ordering::SeqCst) < outage.after {
+            if path.contains(&outage.counting) {
+                state.outage_counted.fetch_add(1, Ordering::SeqCst);
+            }
+            return false;
+        }
+        if path.contains(&outage.until) {
+            state.outage_over.store(true, Ordering::SeqCst);
+            return false;
+        }
+        true
+    });
+    let fault = if down {
+        Fault::Refuse503
+    } else if !exempt && !config.faults.is_empty() && rng.f64() < config.rate {
         config.faults[rng.usize(..config.faults.len())]
     } else {
         Fault::Pass

@@ -14,6 +14,7 @@ mod hostile;
 mod lost_answers;
 #[cfg(unix)]
 mod results_file;
+mod scheduling;
 mod summary_json;
 mod synapse_annotate;
 mod synapse_chaos;
@@ -21,6 +22,7 @@ mod synapse_export;
 mod synapse_invite;
 mod synapse_join;
 mod synapse_kill;
+mod synapse_lift;
 mod synapse_mas;
 mod synapse_media;
 mod synapse_notify;
