@@ -200,6 +200,23 @@ impl Synapse {
         members
     }
 
+    /// A room's current state events (admin API).
+    pub async fn room_state(&self, room_id: &str) -> Vec<Value> {
+        let path = format!("/_synapse/admin/v1/rooms/{}/state", enc(room_id));
+        let (status, body) = self.call("GET", &path, None).await;
+        assert_eq!(status, 200, "state of {room_id}: {body}");
+        body["state"].as_array().expect("a state list").clone()
+    }
+
+    /// A user's membership in a room (`join`, `invite`, `leave`, ...), from the room's state.
+    pub async fn membership(&self, room_id: &str, user: &str) -> Option<String> {
+        self.room_state(room_id)
+            .await
+            .iter()
+            .find(|e| e["type"] == "m.room.member" && e["state_key"] == user)
+            .and_then(|e| e["content"]["membership"].as_str().map(String::from))
+    }
+
     /// Logs in with a password (the Client-Server API); the status tells whether it worked.
     pub async fn login(&self, user_id: &str, password: &str) -> u16 {
         let body = json!({

@@ -3,19 +3,6 @@
 
 use crate::common::{self, results, run_against, synapse, write};
 
-/// A user's membership in a room, from the room's state (admin API).
-async fn membership(hs: &common::Synapse, room_id: &str, user: &str) -> Option<String> {
-    let path = format!("/_synapse/admin/v1/rooms/{}/state", common::enc(room_id));
-    let (status, body) = hs.call("GET", &path, None).await;
-    assert_eq!(status, 200, "{body}");
-    body["state"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "m.room.member" && e["state_key"] == user)
-        .and_then(|e| e["content"]["membership"].as_str().map(String::from))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn invite_then_kick_and_both_rerun_unchanged() {
     let hs = synapse("relaxed");
@@ -49,11 +36,11 @@ async fn invite_then_kick_and_both_rerun_unchanged() {
     assert_eq!(status_of(&lines, &users[1]), "ok");
     assert_eq!(status_of(&lines, &users[2]), "unchanged");
     assert_eq!(
-        membership(&hs, &room_id, &users[0]).await.as_deref(),
+        hs.membership(&room_id, &users[0]).await.as_deref(),
         Some("invite")
     );
     assert_eq!(
-        membership(&hs, &room_id, &users[1]).await.as_deref(),
+        hs.membership(&room_id, &users[1]).await.as_deref(),
         Some("invite")
     );
 
@@ -76,11 +63,11 @@ async fn invite_then_kick_and_both_rerun_unchanged() {
     let lines = results(&dir.path().join("kick.results.csv"));
     assert!(lines.iter().all(|l| l["status"] == "ok"), "{lines:?}");
     assert_eq!(
-        membership(&hs, &room_id, &users[0]).await.as_deref(),
+        hs.membership(&room_id, &users[0]).await.as_deref(),
         Some("leave")
     );
     assert_eq!(
-        membership(&hs, &room_id, &users[2]).await.as_deref(),
+        hs.membership(&room_id, &users[2]).await.as_deref(),
         Some("leave")
     );
     let run = run_against(&hs, dir.path(), &["kick", "kick.csv", "--room", &alias]);
@@ -119,7 +106,7 @@ async fn invites_ride_through_synapse_default_rate_limits() {
     );
     for user in &users {
         assert_eq!(
-            membership(&hs, &room_id, user).await.as_deref(),
+            hs.membership(&room_id, user).await.as_deref(),
             Some("invite"),
             "{user}"
         );

@@ -49,18 +49,6 @@ fn assert_refused(run: &crate::common::Run, job: &str, dir: &Path) {
     assert!(left.is_empty(), "{job} left {left:?}");
 }
 
-async fn membership(hs: &Synapse, room_id: &str, user: &str) -> Option<String> {
-    let path = format!("/_synapse/admin/v1/rooms/{}/state", enc(room_id));
-    let (status, body) = hs.call("GET", &path, None).await;
-    assert_eq!(status, 200, "{body}");
-    body["state"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "m.room.member" && e["state_key"] == user)
-        .and_then(|e| e["content"]["membership"].as_str().map(String::from))
-}
-
 /// Every final line of a results file is `ok`.
 fn all_ok(dir: &Path, file: &str) {
     let lines = results(&dir.join(file));
@@ -119,7 +107,7 @@ async fn case(hs: &Synapse, job: &str, dir: &Path) {
             let run = run_against(hs, dir, &["invite", "invite.csv"]);
             assert_eq!(run.code, 0, "{}", run.stderr);
             all_ok(dir, "invite.results.csv");
-            let now = membership(hs, &room_id, &users[0]).await;
+            let now = hs.membership(&room_id, &users[0]).await;
             assert_eq!(now.as_deref(), Some("invite"));
         }
         "kick" => {
@@ -134,7 +122,7 @@ async fn case(hs: &Synapse, job: &str, dir: &Path) {
             let run = run_against(hs, dir, &["kick", "kick.csv", "--room", &alias]);
             assert_eq!(run.code, 0, "{}", run.stderr);
             all_ok(dir, "kick.results.csv");
-            let now = membership(hs, &room_id, &users[0]).await;
+            let now = hs.membership(&room_id, &users[0]).await;
             assert_eq!(now.as_deref(), Some("leave"));
         }
         "export-users" => {
@@ -276,9 +264,9 @@ async fn case(hs: &Synapse, job: &str, dir: &Path) {
             let run = run_against(hs, dir, &args);
             assert_eq!(run.code, 0, "{}", run.stderr);
             let states = [
-                membership(hs, &room_id, &users[0]).await,
-                membership(hs, &room_id, &users[1]).await,
-                membership(hs, &room_id, &users[2]).await,
+                hs.membership(&room_id, &users[0]).await,
+                hs.membership(&room_id, &users[1]).await,
+                hs.membership(&room_id, &users[2]).await,
             ];
             let want = ["leave", "join", "join"].map(|s| Some(s.to_string()));
             assert_eq!(states, want);

@@ -317,12 +317,8 @@ async fn state_of(
     hs: &Synapse,
     room_id: &str,
 ) -> std::collections::HashMap<(String, String), Value> {
-    let path = format!("/_synapse/admin/v1/rooms/{}/state", enc(room_id));
-    let (status, body) = hs.call("GET", &path, None).await;
-    assert_eq!(status, 200, "{body}");
-    body["state"]
-        .as_array()
-        .unwrap()
+    hs.room_state(room_id)
+        .await
         .iter()
         .map(|e| {
             let key = (

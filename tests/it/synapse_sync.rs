@@ -47,12 +47,8 @@ async fn count_of(hs: &Synapse, room_id: &str, kind: &str) -> usize {
 }
 
 async fn power_levels(hs: &Synapse, room_id: &str) -> Value {
-    let path = format!("/_synapse/admin/v1/rooms/{}/state", enc(room_id));
-    let (status, body) = hs.call("GET", &path, None).await;
-    assert_eq!(status, 200, "{body}");
-    body["state"]
-        .as_array()
-        .unwrap()
+    hs.room_state(room_id)
+        .await
         .iter()
         .find(|e| e["type"] == "m.room.power_levels")
         .map(|e| e["content"].clone())
