@@ -395,6 +395,13 @@ impl Job for DeleteRooms {
         2
     }
 
+    fn concurrency_warning(&self) -> Option<&'static str> {
+        Some(
+            "each delete makes Synapse remove every member and, with purge, every event of the \
+             room: a room with thousands of members takes it minutes to hours",
+        )
+    }
+
     fn destructive(&self) -> bool {
         true
     }
