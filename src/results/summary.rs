@@ -237,13 +237,14 @@ pub fn print(
     if !groups.is_empty() {
         writeln!(out, "failed and invalid rows by cause:")?;
         for (kind, group) in groups {
+            // The file's text may hold a server's control characters: escaped for a terminal.
             writeln!(
                 out,
                 "  {:<8} {:>8}  {}  e.g. {}",
                 kind.status.as_str(),
                 group.count,
-                kind.describe(),
-                group.example
+                crate::secret::for_terminal(&kind.describe()),
+                crate::secret::for_terminal(&group.example)
             )?;
         }
         if s.failures.others > 0 {
@@ -403,6 +404,29 @@ mod tests {
         assert_eq!(j["failures"][0]["count"], 2);
         assert_eq!(j["failures"].as_array().unwrap().len(), 3);
         assert!(j["started_at"].as_str().unwrap() <= j["finished_at"].as_str().unwrap());
+    }
+
+    /// A server's error text with control characters (an ESC sequence that would repaint the
+    /// terminal) is printed escaped, whatever the results file holds.
+    #[test]
+    fn control_characters_of_a_results_file_reach_the_terminal_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ResultsWriter::open(&path, "join", &["user", "room"]).unwrap();
+        let mut l = line(1, "@u:x", Status::Failed, "M_\u{1b}[2J");
+        l.message = "denied \u{1b}[31mred\u{7}".into();
+        w.write(&l).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let s = summarise(&path, None).unwrap();
+        let mut text = Vec::new();
+        print(&path, &s, None, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(text.contains("denied"), "{text}");
     }
 
     /// Files from before the `cause` column: read, grouped by what their messages say, and
