@@ -124,15 +124,21 @@ impl RunPlan {
 
 /// `<dir>/<stem>.results.csv` beside the input; `<job>.results.csv` here for stdin.
 pub fn default_results_path(input: Option<&Path>, job: &str) -> PathBuf {
+    beside_input(input, job, "results.csv")
+}
+
+/// `<dir>/<stem>.<suffix>` beside the input (a results file, a plan); `<job>.<suffix>` here
+/// for stdin.
+pub fn beside_input(input: Option<&Path>, job: &str, suffix: &str) -> PathBuf {
     match input {
         Some(path) => {
             let stem = path
                 .file_stem()
                 .unwrap_or(path.as_os_str())
                 .to_string_lossy();
-            path.with_file_name(format!("{stem}.results.csv"))
+            path.with_file_name(format!("{stem}.{suffix}"))
         }
-        None => PathBuf::from(format!("{job}.results.csv")),
+        None => PathBuf::from(format!("{job}.{suffix}")),
     }
 }
 

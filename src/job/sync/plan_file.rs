@@ -9,16 +9,7 @@ pub const HEADER: [&str; 6] = ["action", "user", "room", "before", "after", "rea
 
 /// `<dir>/<stem>.plan.csv` beside the sheet; `sync-members.plan.csv` here for stdin.
 pub fn default_path(input: Option<&Path>) -> PathBuf {
-    match input {
-        Some(path) => {
-            let stem = path
-                .file_stem()
-                .unwrap_or(path.as_os_str())
-                .to_string_lossy();
-            path.with_file_name(format!("{stem}.plan.csv"))
-        }
-        None => PathBuf::from("sync-members.plan.csv"),
-    }
+    crate::rows::plan::beside_input(input, "sync-members", "plan.csv")
 }
 
 /// Writes the plan, replacing an earlier one (a plan is recomputed on every run).
