@@ -13,7 +13,7 @@ use crate::results::json::Destination;
 
 const ABOUT: &str = "Bulk administration jobs for a Matrix homeserver (Synapse), from spreadsheets.
 
-Each row of a CSV, JSON or JSON Lines file becomes one operation; operations run concurrently \
+Each row of a spreadsheet (CSV, .xlsx, .ods, JSON or JSON Lines) becomes one operation; operations run concurrently \
 under a rate limit, with retries, and every row ends with one status in a results CSV, so that \
 a run can be resumed (--resume) or only its failed rows rerun (--retry-failed).";
 
@@ -48,22 +48,23 @@ macro_rules! jobs {
 }
 
 jobs! {
+    // In the order of `--help`: people in rooms, accounts, SSO, rooms, media, then the files.
     Join => join,
+    Invite => invite,
+    Kick => kick,
+    SyncMembers => sync_members,
+    CreateUsers => create_users,
+    Deactivate => deactivate,
+    DiffAccounts => diff_accounts,
     SetExternalId => set_external_id,
     RemoveExternalId => remove_external_id,
+    CreateRooms => create_rooms,
+    DeleteRooms => delete_rooms,
+    Notify => notify,
     DeleteMedia => delete_media,
     PurgeMedia => purge_media,
     ExportUsers => export_users,
-    Invite => invite,
-    Kick => kick,
-    CreateUsers => create_users,
-    Deactivate => deactivate,
-    SyncMembers => sync_members,
-    DiffAccounts => diff_accounts,
     Report => report,
-    DeleteRooms => delete_rooms,
-    Notify => notify,
-    CreateRooms => create_rooms,
 }
 
 /// What every row job takes: the input, the homeserver, and how to run.
