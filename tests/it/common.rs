@@ -17,6 +17,8 @@ pub struct Synapse {
     pub url: String,
     pub server_name: String,
     pub admin_token: String,
+    /// The harness profile the server runs as (`default`, or `postgres-default` on PostgreSQL).
+    pub profile: String,
     /// The MAS stand-in (`mas` profile only): accounts and tokens come from it.
     pub mas: Option<Mas>,
 }
@@ -76,6 +78,7 @@ fn start(profile: &str) -> Synapse {
         url: s("url"),
         server_name: s("server_name"),
         admin_token: s("admin_token"),
+        profile: profile.to_string(),
         mas: state.get("mas_url").map(|_| Mas {
             url: s("mas_url"),
             secret: s("mas_secret"),

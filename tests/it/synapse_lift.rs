@@ -29,7 +29,7 @@ async fn operator(hs: &Synapse) -> (Synapse, String) {
     (me, format!("@{localpart}:{}", hs.server_name))
 }
 
-/// Registers an admin with the `default` server's shared secret (in the harness's
+/// Registers an admin with the server's shared secret (in the harness's
 /// overrides.yaml, a JSON file); returns its access token.
 fn register_admin(hs: &Synapse, localpart: &str) -> String {
     const SCRIPT: &str = r#"
@@ -49,7 +49,7 @@ print(json.load(urllib.request.urlopen(request, timeout=30))["access_token"])
     let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/synapse/harness.py");
     let ensure = std::process::Command::new("python3")
         .arg(&harness)
-        .args(["ensure", "--profile", "default"])
+        .args(["ensure", "--profile", &hs.profile])
         .stdin(Stdio::null())
         .output()
         .unwrap();
