@@ -74,10 +74,17 @@ async fn a_room_sorted_file_is_interleaved_and_every_row_recorded() {
     // In file order the rooms would change twice, and the last room would start 61st.
     let changes = joins.windows(2).filter(|w| w[0] != w[1]).count();
     assert!(changes > 30, "rooms changed {changes} times: {joins:?}");
-    let first_of_last = joins.iter().position(|r| r == ROOMS[2]).unwrap();
+    // No room runs alone for long: in file order 30 joins in a row go to one room. The rows
+    // the executor can see at the very start depend on how soon the reader thread gets the CPU
+    // (8 of one room were seen on a loaded machine at -j 6), so the bound is twice -j.
+    let longest = joins
+        .chunk_by(|a, b| a == b)
+        .map(<[String]>::len)
+        .max()
+        .unwrap();
     assert!(
-        first_of_last < 10,
-        "the third room began at {first_of_last}: {joins:?}"
+        longest <= 12,
+        "{longest} joins in a row to one room: {joins:?}"
     );
 
     // Whatever order they finished in, each row has its own final line, with its own fields.
