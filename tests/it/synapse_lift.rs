@@ -131,6 +131,36 @@ fn command(
     cmd
 }
 
+/// A lifted `invite` of invite.csv through a proxy that answers 503 to everything from the
+/// invite after `after` until a request whose path contains `until` arrives: a real outage.
+fn invites_through_an_outage(
+    op: &Synapse,
+    dir: &Path,
+    state: &Path,
+    after: usize,
+    until: &str,
+) -> (ChaosProxy, Run) {
+    let mut config = Config::new(1, 0.0, Duration::from_secs(5));
+    config.outage = Some(Outage {
+        after,
+        counting: "/invite".into(),
+        until: until.into(),
+    });
+    let proxy = ChaosProxy::start(&op.url, config);
+    let args = [
+        "invite",
+        "invite.csv",
+        "--lift-ratelimit",
+        "--retries",
+        "1",
+        "-j",
+        "2",
+    ];
+    let output = command(op, &proxy.url, dir, state, &args).output().unwrap();
+    let run = finish(output, Some(&op.admin_token));
+    (proxy, run)
+}
+
 fn run_as(op: &Synapse, dir: &Path, state: &Path, args: &[&str]) -> Run {
     let output = command(op, &op.url, dir, state, args).output().unwrap();
     finish(output, Some(&op.admin_token))
@@ -268,26 +298,8 @@ async fn an_aborted_run_puts_the_limit_back() {
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     invite_file(&hs, &op, dir.path(), 30).await;
-    let mut config = Config::new(1, 0.0, Duration::from_secs(5));
-    config.outage = Some(Outage {
-        after: 5,
-        counting: "/invite".into(),
-        until: "override_ratelimit".into(),
-    });
-    let proxy = ChaosProxy::start(&op.url, config);
-    let args = [
-        "invite",
-        "invite.csv",
-        "--lift-ratelimit",
-        "--retries",
-        "1",
-        "-j",
-        "2",
-    ];
-    let output = command(&op, &proxy.url, dir.path(), state.path(), &args)
-        .output()
-        .unwrap();
-    let run = finish(output, Some(&op.admin_token));
+    let (proxy, run) =
+        invites_through_an_outage(&op, dir.path(), state.path(), 5, "override_ratelimit");
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("stays unavailable"), "{}", run.stderr);
     assert!(run.stderr.contains("restored"), "{}", run.stderr);
@@ -403,27 +415,9 @@ async fn a_restore_that_cannot_get_through_is_left_to_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let (room_id, _) = invite_file(&hs, &op, dir.path(), 20).await;
-    let mut config = Config::new(1, 0.0, Duration::from_secs(5));
-    config.outage = Some(Outage {
-        after: 3,
-        counting: "/invite".into(),
-        // The first call of the next run ends it: this run's restore meets only 503s.
-        until: "/account/whoami".into(),
-    });
-    let proxy = ChaosProxy::start(&op.url, config);
-    let args = [
-        "invite",
-        "invite.csv",
-        "--lift-ratelimit",
-        "--retries",
-        "1",
-        "-j",
-        "2",
-    ];
-    let output = command(&op, &proxy.url, dir.path(), state.path(), &args)
-        .output()
-        .unwrap();
-    let run = finish(output, Some(&op.admin_token));
+    // The first call of the next run ends the outage: this run's restore meets only 503s.
+    let (proxy, run) =
+        invites_through_an_outage(&op, dir.path(), state.path(), 3, "/account/whoami");
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("could not restore"), "{}", run.stderr);
     assert!(run.stderr.contains("curl -X DELETE"), "{}", run.stderr);
